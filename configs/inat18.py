@@ -1,0 +1,19 @@
+"""LiVT on iNaturalist 2018 (8142 classes, 437.5K training images), ViT-B/16.
+
+Run:
+  python -m livt_jax.main --config=configs/inat18.py --workdir=runs/inat18 \
+    --config.dataset.data_dir=/path/to/tensorflow_datasets
+
+Paper (Table 3, ViT-B/16, 224 px): top-1 76.1 (Many 78.9 / Medium 76.5 / Few 74.8).
+Table 10: MGP at 128 px, BFT at 224 px, drop path 0.2.
+"""
+from livt_jax import config_defaults
+
+
+def get_config(arg=None):
+  del arg
+  c = config_defaults.get_base_config()
+  c.dataset.name = 'inat18'
+  c.mgp.image_size = 128
+  c.bft.drop_path = 0.2
+  return c

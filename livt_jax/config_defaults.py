@@ -1,0 +1,113 @@
+"""Shared defaults for every LiVT config: one place, so a config file only says what differs.
+
+Values follow the paper's Table 10 (ImageNet-LT column) and Table 9 (augmentations).
+Durations are in epochs; learning rates are *base* rates, scaled by global_batch / 256.
+"""
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Comma-separated subset of: mgp, bft, evaluate. Run one alone with --config.stages=bft.
+  c.stages = 'mgp,bft,evaluate'
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'imagenet_lt'  # see livt_jax/data/registry.py for the known names
+  c.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS dir or image folder root
+  c.dataset.split_dir = ml_collections.config_dict.placeholder(str)  # OLTR *_LT_*.txt split files
+  c.dataset.imbalance = 100.0        # CIFAR/Fashion-LT imbalance factor gamma = n_max / n_min
+  c.dataset.class_order = 'natural'  # 'natural' or 'shuffled' (seeded by class_order_seed)
+  c.dataset.class_order_seed = 0
+  c.dataset.subset_seed = 0          # which images of a class are kept by LT subsampling
+  c.dataset.num_classes = ml_collections.config_dict.placeholder(int)  # checked against the data
+  c.dataset.read_threads = 2
+  c.dataset.prefetch_buffer = 2
+  # Many/Medium/Few groups by training count: many > many_threshold, few < few_threshold.
+  c.dataset.many_threshold = 100
+  c.dataset.few_threshold = 20
+
+  c.model = ml_collections.ConfigDict()
+  c.model.variant = 'B'   # Ti, S, B, L (+ small CPU variants, see livt_jax/models/vit.py)
+  c.model.patch_size = 16
+  c.model.pool = 'gap'     # 'gap' (mean of patch tokens + fc_norm, as MAE fine-tuning) or 'cls'
+  c.model.decoder_depth = 8
+  c.model.decoder_width = 512
+  c.model.decoder_heads = 16
+
+  c.mgp = ml_collections.ConfigDict()
+  c.mgp.epochs = 800
+  c.mgp.warmup_epochs = 40
+  c.mgp.batch_size = 4096
+  c.mgp.base_lr = 1.5e-4
+  c.mgp.min_lr = 0.0
+  c.mgp.weight_decay = 0.05
+  c.mgp.b1 = 0.9
+  c.mgp.b2 = 0.95
+  c.mgp.mask_ratio = 0.75
+  c.mgp.norm_pix_loss = True
+  c.mgp.image_size = 224
+  c.mgp.crop_scale_min = 0.2      # RandomResizedCrop scale (MAE uses 0.2)
+  c.mgp.grad_clip_norm = 0.0      # 0 disables
+
+  c.bft = ml_collections.ConfigDict()
+  c.bft.epochs = 100
+  c.bft.warmup_epochs = 10
+  c.bft.batch_size = 1024
+  c.bft.base_lr = 1e-3
+  c.bft.min_lr = 1e-6
+  c.bft.weight_decay = 0.05
+  c.bft.b1 = 0.9
+  c.bft.b2 = 0.99
+  c.bft.layer_decay = 0.75
+  c.bft.image_size = 224
+  c.bft.drop_path = 0.1
+  c.bft.loss = 'bal_bce'          # ce, bal_ce, bce, bal_bce
+  c.bft.tau = 1.0
+  c.bft.bias_form = 'paper'       # 'paper' (Eq. 10, with tau) or 'official' (released code)
+  c.bft.label_smoothing = 0.1
+  c.bft.mixup_alpha = 0.8
+  c.bft.cutmix_alpha = 1.0
+  c.bft.mix_switch_prob = 0.5
+  c.bft.mix_prob = 1.0
+  c.bft.randaug_num_ops = 2
+  c.bft.randaug_magnitude = 9
+  c.bft.randaug_magnitude_std = 0.5
+  c.bft.random_erase_prob = 0.25
+  c.bft.crop_scale_min = 0.08
+  c.bft.grad_clip_norm = 0.0
+  # Where the encoder comes from when bft runs without mgp in the same run (a checkpoint dir).
+  c.bft.init_from = ml_collections.config_dict.placeholder(str)
+
+  c.evaluate = ml_collections.ConfigDict()
+  c.evaluate.batch_size = 1024
+  c.evaluate.num_bins = 15
+  c.evaluate.checkpoint = ml_collections.config_dict.placeholder(str)  # for stages=evaluate alone
+
+  # Mesh: data-parallel x FSDP. -1 means "all remaining devices".
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+
+  c.precision = 'float32'         # 'float32' or 'bfloat16' (bf16 compute, f32 params/opt state)
+  c.remat = False
+  c.grad_accum_steps = 1
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 2
+  c.max_steps = ml_collections.config_dict.placeholder(int)  # cap per stage, for smoke runs
+  c.profile = False
+  return c
+
+
+def parse_arg(arg: str | None, **defaults):
+  """Parses a `--config=file.py:key=value,key2=value2` argument over typed defaults."""
+  out = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    if not sep or key not in defaults:
+      raise ValueError(
+          f'config argument {item!r} is not understood; use key=value with key in '
+          f'{sorted(defaults)}, e.g. --config=configs/cifar100_lt.py:imb=10')
+    out[key] = type(defaults[key])(value)
+  return out

@@ -1,0 +1,32 @@
+"""Multi-process start-up: `jax.distributed.initialize` when the run spans several processes."""
+import os
+
+from absl import logging
+
+
+def _is_multiprocess_env() -> bool:
+  env = os.environ
+  if env.get('LIVT_COORDINATOR_ADDRESS') or env.get('JAX_COORDINATOR_ADDRESS'):
+    return True
+  if int(env.get('SLURM_NTASKS', '1')) > 1:
+    return True
+  # Cloud TPU pods: more than one worker host.
+  hosts = env.get('TPU_WORKER_HOSTNAMES', '')
+  return len([h for h in hosts.split(',') if h]) > 1
+
+
+def maybe_initialize():
+  """Initializes JAX's distributed runtime when the environment says this is one of many."""
+  if not _is_multiprocess_env():
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  address = os.environ.get('LIVT_COORDINATOR_ADDRESS')
+  if address:
+    jax.distributed.initialize(
+        coordinator_address=address,
+        num_processes=int(os.environ['LIVT_NUM_PROCESSES']),
+        process_id=int(os.environ['LIVT_PROCESS_ID']))
+  else:
+    jax.distributed.initialize()  # auto-detects TPU pods and SLURM
+  logging.info('process %d of %d, %d local / %d global devices', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())

@@ -1,0 +1,45 @@
+"""Builds the MGP (MAE) and BFT (ViT classifier) models from a config."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from livt_jax.models import mae
+from livt_jax.models import vit
+
+
+def compute_dtype(config):
+  return jnp.bfloat16 if config.precision == 'bfloat16' else jnp.float32
+
+
+def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.ViT:
+  v = vit.get_variant(config.model.variant)
+  return vit.ViT(
+      width=v['width'], depth=v['depth'], num_heads=v['heads'], mlp_ratio=v.get('mlp_ratio', 4.0),
+      patch_size=config.model.patch_size, num_classes=num_classes, pool=config.model.pool,
+      drop_path=config.bft.drop_path if drop_path is None else drop_path,
+      dtype=compute_dtype(config), remat=config.remat)
+
+
+def build_mae(config) -> mae.MAE:
+  v = vit.get_variant(config.model.variant)
+  return mae.MAE(
+      width=v['width'], depth=v['depth'], num_heads=v['heads'], mlp_ratio=v.get('mlp_ratio', 4.0),
+      patch_size=config.model.patch_size, decoder_width=config.model.decoder_width,
+      decoder_depth=config.model.decoder_depth, decoder_heads=config.model.decoder_heads,
+      mask_ratio=config.mgp.mask_ratio, norm_pix_loss=config.mgp.norm_pix_loss,
+      dtype=compute_dtype(config), remat=config.remat)
+
+
+def init_fn(model, image_shape):
+  """A function rng -> boxed variables, for jax.eval_shape or a sharded jax.jit."""
+  def init(rng):
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+    rngs = {'params': rng, 'mask': rng, 'dropout': rng}
+    return model.init(rngs, dummy, train=False)
+  return init
+
+
+def count_params(model, image_shape) -> int:
+  shapes = jax.eval_shape(init_fn(model, image_shape), jax.random.key(0))
+  leaves = jax.tree.leaves(shapes['params'])
+  return int(sum(np.prod(x.shape) for x in leaves))
