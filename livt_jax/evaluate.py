@@ -1,0 +1,41 @@
+"""Runs a classifier over a whole evaluation split, sharded, and computes the LiVT metrics."""
+import jax
+import numpy as np
+
+from livt_jax import metrics as metrics_lib
+from livt_jax import sharding
+from livt_jax.data import pipeline
+
+
+def predict_fn(model, mesh, params_sharding):
+  """Jitted (params, batch) -> (logits, labels, mask), replicated on every process."""
+  def predict(params, batch):
+    logits = model.apply({'params': params}, batch['image'], train=False)
+    return logits.astype(np.float32), batch['label'], batch['mask']
+  return jax.jit(predict, in_shardings=(params_sharding, sharding.batch_sharding(mesh)),
+                 out_shardings=sharding.replicated(mesh))
+
+
+def collect_logits(model, params, params_sharding, source, info, mesh, image_size: int,
+                   batch_size: int):
+  """Logits and labels of every example of `source` exactly once (padding removed)."""
+  predict = predict_fn(model, mesh, params_sharding)
+  all_logits, all_labels = [], []
+  for batch in pipeline.eval_batches(
+      source, dataset_info=info, image_size=image_size, global_batch_size=batch_size,
+      process_index=jax.process_index(), process_count=jax.process_count()):
+    logits, labels, mask = jax.device_get(predict(params, sharding.global_batch(batch, mesh)))
+    keep = np.asarray(mask).astype(bool)
+    all_logits.append(np.asarray(logits)[keep])
+    all_labels.append(np.asarray(labels)[keep])
+  return np.concatenate(all_logits), np.concatenate(all_labels)
+
+
+def evaluate(config, model, params, params_sharding, source, info, mesh, class_counts) -> dict:
+  logits, labels = collect_logits(model, params, params_sharding, source, info, mesh,
+                                  config.bft.image_size, config.evaluate.batch_size)
+  if len(labels) != len(source):
+    raise RuntimeError(f'evaluated {len(labels)} examples but the split has {len(source)}')
+  return metrics_lib.classification_metrics(
+      logits, labels, class_counts, many_threshold=config.dataset.many_threshold,
+      few_threshold=config.dataset.few_threshold, num_bins=config.evaluate.num_bins)

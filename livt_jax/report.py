@@ -1,0 +1,73 @@
+"""Writes the evaluation report: JSON, a Markdown table, and two PNG plots."""
+import json
+import os
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+
+def _pct(x):
+  return '-' if x is None else f'{100 * x:.1f}'
+
+
+def markdown(result: dict, title: str) -> str:
+  conv = result['convention']
+  sizes = result['group_sizes']
+  lines = [
+      f'## {title}', '',
+      '| top-1 | Many | Medium | Few | ECE | MCE |', '|---|---|---|---|---|---|',
+      f'| {_pct(result["top1"])} | {_pct(result["many"])} | {_pct(result["medium"])} | '
+      f'{_pct(result["few"])} | {_pct(result["ece"])} | {_pct(result["mce"])} |', '',
+      f'{result["num_examples"]} test examples ({result["split"]} split), model: '
+      f'{result["model_choice"]}.',
+      f'Groups by training images per class: Many > {conv["many_threshold"]} '
+      f'({sizes["many"]} classes), Medium {conv["few_threshold"]}..{conv["many_threshold"]} '
+      f'inclusive ({sizes["medium"]}), Few < {conv["few_threshold"]} ({sizes["few"]}); '
+      'group accuracy = unweighted mean of per-class accuracy.',
+      f'ECE/MCE: {conv["num_bins"]} equal-width bins, confidence = max softmax probability.',
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def plot_reliability(result: dict, path: str):
+  bins = [b for b in result['calibration_bins'] if b['count']]
+  fig, ax = plt.subplots(figsize=(4.5, 4.5))
+  width = 1.0 / len(result['calibration_bins'])
+  ax.bar([b['lo'] for b in bins], [b['accuracy'] for b in bins], width=width, align='edge',
+         edgecolor='black', label='accuracy')
+  ax.plot([0, 1], [0, 1], 'r--', label='perfect calibration')
+  ax.set(xlabel='confidence', ylabel='accuracy', xlim=(0, 1), ylim=(0, 1),
+         title=f'ECE {_pct(result["ece"])}%  MCE {_pct(result["mce"])}%')
+  ax.legend(loc='upper left')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_per_class(result: dict, class_counts, path: str):
+  acc = np.array([np.nan if a is None else a for a in result['per_class_accuracy']])
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  ax.scatter(np.asarray(class_counts), 100 * acc, s=12)
+  ax.set_xscale('log')
+  ax.set(xlabel='training images of the class (log scale)', ylabel='test accuracy (%)',
+         ylim=(0, 100), title='per-class accuracy vs training count')
+  for t in (result['convention']['many_threshold'], result['convention']['few_threshold']):
+    ax.axvline(t, color='gray', ls=':')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write(result: dict, class_counts, out_dir: str, title: str) -> str:
+  """Writes report.json, report.md and the plots to `out_dir`; returns the Markdown."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, 'report.json'), 'w') as f:
+    json.dump({**result, 'class_counts': [int(c) for c in class_counts]}, f, indent=1)
+  md = markdown(result, title)
+  with open(os.path.join(out_dir, 'report.md'), 'w') as f:
+    f.write(md)
+  plot_reliability(result, os.path.join(out_dir, 'reliability.png'))
+  plot_per_class(result, class_counts, os.path.join(out_dir, 'per_class_accuracy.png'))
+  return md

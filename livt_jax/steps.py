@@ -1,0 +1,98 @@
+"""Jitted train steps: one generic step (grads, accumulation, NaN guard) and the two LiVT losses.
+
+The RNG of a step is `fold_in(key(seed), step)`, so a resumed run draws the same masks, drop-path
+and mixup as an uninterrupted one.
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from livt_jax import losses
+from livt_jax import train_state
+from livt_jax.data import mixup
+
+LossFn = Callable[[dict, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+def _micro_batches(batch: dict, k: int) -> dict:
+  # Row j*k + i goes to micro-batch i: every device keeps its own rows (no communication),
+  # given that the per-device batch is a multiple of k (checked by validate).
+  return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def _grads(loss_fn: LossFn, params, batch, rng, accum_steps: int):
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if accum_steps == 1:
+    (loss, aux), grads = grad_fn(params, batch, rng)
+    return loss, aux, grads
+
+  def body(carry, xs):
+    i, micro = xs
+    (loss, aux), grads = grad_fn(params, micro, jax.random.fold_in(rng, i))
+    return jax.tree.map(jnp.add, carry, (loss, aux, grads)), None
+
+  (loss, aux), grads = jax.eval_shape(lambda: grad_fn(params, jax.tree.map(
+      lambda x: x[: x.shape[0] // accum_steps], batch), rng))
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (loss, aux, grads))
+  total, _ = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), _micro_batches(batch, accum_steps)))
+  return jax.tree.map(lambda x: x / accum_steps, total)
+
+
+def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: int,
+                    accum_steps: int = 1):
+  """Returns step(state, batch) -> (state, metrics); compile it with the engine's shardings."""
+  base_key = jax.random.key(seed)
+
+  def step(state: train_state.TrainState, batch: dict):
+    rng = jax.random.fold_in(base_key, state.step)
+    loss, aux, grads = _grads(loss_fn, state.params, batch, rng, accum_steps)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # NaN guard: a non-finite step changes nothing, so the state (and any checkpoint) stays clean.
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                              opt_state=keep(opt_state, state.opt_state))
+    metrics = {'loss': loss, 'grad_norm': grad_norm, 'param_norm': optax.global_norm(params),
+               'finite': finite, **aux}
+    return new_state, metrics
+
+  return step
+
+
+def mgp_loss_fn(model) -> LossFn:
+  """MAE reconstruction loss (norm-pix MSE on the masked patches)."""
+  def loss_fn(params, batch, rng):
+    mask_rng, drop_rng = jax.random.split(rng)
+    loss, _ = model.apply({'params': params}, batch['image'], train=True,
+                          rngs={'mask': mask_rng, 'dropout': drop_rng})
+    return loss, {}
+  return loss_fn
+
+
+def bft_loss_fn(model, config, class_counts) -> LossFn:
+  """Balanced fine-tuning loss: mixup/cutmix soft targets, the configured (balanced) loss.
+
+  The Bal-BCE logit bias is a constant of the jitted function, added to the logits inside it.
+  """
+  bft = config.bft
+  num_classes = len(class_counts)
+  criterion = losses.make_loss_fn(bft.loss, class_counts=class_counts, tau=bft.tau,
+                                  bias_form=bft.bias_form)
+  use_mix = bft.mix_prob > 0 and (bft.mixup_alpha > 0 or bft.cutmix_alpha > 0)
+
+  def loss_fn(params, batch, rng):
+    drop_rng, mix_rng = jax.random.split(rng)
+    images = batch['image']
+    targets = losses.one_hot(batch['label'], num_classes, bft.label_smoothing)
+    if use_mix:
+      images, targets = mixup.mixup_cutmix(
+          mix_rng, images, targets, mixup_alpha=bft.mixup_alpha, cutmix_alpha=bft.cutmix_alpha,
+          switch_prob=bft.mix_switch_prob, mix_prob=bft.mix_prob)
+    logits = model.apply({'params': params}, images, train=True, rngs={'dropout': drop_rng})
+    return criterion(logits.astype(jnp.float32), targets), {}
+
+  return loss_fn
