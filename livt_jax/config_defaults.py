@@ -95,7 +95,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 2
-  c.max_steps = ml_collections.config_dict.placeholder(int)  # cap per stage, for smoke runs
+  c.max_steps = ml_collections.config_dict.placeholder(int)  # stop each stage here (smoke runs); the schedule still spans the epochs
   c.profile = False
   return c
 

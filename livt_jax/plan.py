@@ -19,7 +19,8 @@ class StagePlan:
   global_batch: int
   batch_per_device: int
   steps_per_epoch: int
-  total_steps: int
+  total_steps: int   # the schedule's length (epochs x steps per epoch)
+  run_steps: int     # where this run stops: total_steps, or config.max_steps if smaller
   warmup_steps: int
   peak_lr: float
   min_lr: float
@@ -34,13 +35,12 @@ def stage_plan(config, stage: str, num_train: int, num_devices: int) -> StagePla
         'use a smaller batch')
   steps_per_epoch = num_train // batch  # the remainder batch is dropped
   total = max(1, round(sc.epochs * steps_per_epoch))
-  if config.max_steps:
-    total = min(total, config.max_steps)
+  run = min(total, config.max_steps) if config.max_steps else total
   warmup = min(round(sc.warmup_epochs * steps_per_epoch), total)
   return StagePlan(
       stage=stage, image_size=sc.image_size, global_batch=batch,
       batch_per_device=batch // num_devices, steps_per_epoch=steps_per_epoch,
-      total_steps=total, warmup_steps=warmup, peak_lr=sc.base_lr * batch / 256,
+      total_steps=total, run_steps=run, warmup_steps=warmup, peak_lr=sc.base_lr * batch / 256,
       min_lr=sc.min_lr)
 
 
@@ -96,6 +96,7 @@ def describe(config, num_devices: int) -> str:
     sc = config[stage]
     lines.append(
         f'{stage}: {p.image_size}px, {sc.epochs} epochs = {p.total_steps} steps '
+        + (f'(stopping at {p.run_steps}) ' if p.run_steps < p.total_steps else '') +
         f'({p.steps_per_epoch}/epoch, warmup {p.warmup_steps}), global batch {p.global_batch} '
         f'({p.batch_per_device}/device), lr {sc.base_lr:g} x {p.global_batch}/256 = '
         f'{p.peak_lr:.4g} -> {p.min_lr:g}, AdamW({sc.b1}, {sc.b2}) wd {sc.weight_decay}; {extra}')

@@ -111,7 +111,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir: str,
     logging.info('%s: resumed from step %d in %s', stage.name, int(state.step), ckpt_dir)
   else:
     state = stage.init_state(jax.random.key(config.seed), encoder_params)
-  start, total = int(jax.device_get(state.step)), stage.plan.total_steps
+  start, total = int(jax.device_get(state.step)), stage.plan.run_steps
   if start >= total:
     logging.info('%s: already finished (%d steps)', stage.name, total)
     return state

@@ -1,0 +1,85 @@
+"""Exponential long-tailed subsampling (Cui et al. 2019 / Cao et al. 2019 rule).
+
+Class at rank i (0 = head) keeps int(n_max * gamma ** (-i / (C - 1))) images. We select by
+precomputing an index array once, so the training pipeline reads a fixed subset and never
+filters per epoch.
+"""
+from typing import Optional, Sequence
+
+import numpy as np
+
+CLASS_ORDERS = ('natural', 'shuffled')
+
+
+def lt_class_sizes(n_max: int, num_classes: int, imbalance: float) -> list[int]:
+  """Images kept per class rank, head first.
+
+  Args:
+    n_max: images of the largest (rank 0) class.
+    num_classes: C.
+    imbalance: gamma = n_max / n_min (>= 1; 1 gives a balanced set).
+
+  Returns:
+    C integers, non-increasing.
+  """
+  if num_classes < 1:
+    raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+  if imbalance < 1:
+    raise ValueError(f'dataset.imbalance must be >= 1 (gamma = n_max / n_min), got {imbalance}')
+  if num_classes == 1:
+    return [int(n_max)]
+  return [int(n_max * imbalance ** (-i / (num_classes - 1))) for i in range(num_classes)]
+
+
+def class_order_permutation(mode: str, num_classes: int, seed: int = 0) -> np.ndarray:
+  """Which class gets which LT size: result[rank] is the class id at that rank.
+
+  Args:
+    mode: 'natural' (class 0 is the head) or 'shuffled' (a seeded random permutation, so
+      the head is not always the same semantic class).
+    num_classes: C.
+    seed: used by 'shuffled' only.
+  """
+  if mode == 'natural':
+    return np.arange(num_classes)
+  if mode == 'shuffled':
+    return np.random.default_rng(seed).permutation(num_classes)
+  raise ValueError(f'dataset.class_order={mode!r} is not one of {", ".join(CLASS_ORDERS)}')
+
+
+def lt_subsample_indices(labels: np.ndarray, sizes: Sequence[int],
+                         class_order: Optional[Sequence[int]] = None,
+                         seed: int = 0) -> np.ndarray:
+  """Indices of a seeded random LT subset of a labelled set.
+
+  Args:
+    labels: int labels of the full (balanced) set, shape [N].
+    sizes: images to keep per rank (from `lt_class_sizes`).
+    class_order: class_order[rank] = the class that keeps sizes[rank] images; None means
+      natural order (class i at rank i).
+    seed: which images of each class are kept.
+
+  Returns:
+    Sorted int64 indices into `labels` (sorted so reads stay in storage order).
+
+  Raises:
+    ValueError: if a class has fewer images than its size asks for, or the order is not a
+      permutation of the classes.
+  """
+  labels = np.asarray(labels)
+  num_classes = len(sizes)
+  order = np.arange(num_classes) if class_order is None else np.asarray(class_order)
+  if sorted(order.tolist()) != list(range(num_classes)):
+    raise ValueError(f'class_order must be a permutation of 0..{num_classes - 1}, got {order}')
+  # One child generator per class: the subset of one class does not change when another
+  # class's size changes (e.g. a different imbalance factor keeps a nested head subset).
+  children = np.random.SeedSequence(seed).spawn(num_classes)
+  kept = []
+  for rank, cls in enumerate(order):
+    candidates = np.flatnonzero(labels == cls)
+    if len(candidates) < sizes[rank]:
+      raise ValueError(
+          f'class {cls} has {len(candidates)} images but the LT rule keeps {sizes[rank]}')
+    rng = np.random.default_rng(children[cls])
+    kept.append(rng.choice(candidates, size=sizes[rank], replace=False))
+  return np.sort(np.concatenate(kept).astype(np.int64))
