@@ -6,6 +6,7 @@ never disagree.
 import dataclasses
 import os
 
+from livt_jax.data import fashion_mnist
 from livt_jax.data import registry
 from livt_jax.models import factory
 from livt_jax.models import vit
@@ -48,8 +49,7 @@ def data_location_note(config) -> str:
   """Says whether the training data is present, without reading it."""
   info = registry.get_info(config.dataset.name)
   if info.name == 'fashion_mnist_lt':
-    from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
-    present = sources.fashion_mnist_available(config.dataset)
+    present = fashion_mnist.find_idx_dir(config.dataset.data_dir) is not None
   else:
     present = bool(config.dataset.data_dir) and os.path.isdir(config.dataset.data_dir)
   if present:
@@ -62,16 +62,22 @@ def describe(config, num_devices: int) -> str:
   """The dry-run report: everything that can be known without training."""
   stages = validate.parse_stages(config)
   info = registry.get_info(config.dataset.name)
-  num_train = registry.train_size(info, config.dataset)
+  num_train = registry.lt_train_size(info, config.dataset.imbalance)
+  num_classes = info.num_classes
+  if num_train is None:  # a user's image folder: its size is known only by reading it
+    from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
+    source = sources.load_source(config.dataset, 'train')
+    num_train, num_classes = len(source), source.num_classes
   variant = vit.get_variant(config.model.variant)
   data_axis, fsdp_axis = validate.mesh_shape(config, num_devices)
-  channels = info.image_shape[-1]
+  channels = info.num_channels
   lines = [
       f'stages: {", ".join(stages)}',
       f'devices: {num_devices} (mesh data={data_axis} x fsdp={fsdp_axis}), precision '
       f'{config.precision}',
-      f'dataset: {info.name}, {info.num_classes} classes, {num_train} training images '
-      f'(imbalance {config.dataset.imbalance:g}), {info.test_size} test images; data '
+      f'dataset: {info.name}, {num_classes} classes, {num_train} training images'
+      + (f' (imbalance {config.dataset.imbalance:g})' if info.lt_n_max else '')
+      + f', {info.test_size} test images; data '
       f'{data_location_note(config)}',
       f'shot groups: many > {config.dataset.many_threshold}, medium '
       f'{config.dataset.few_threshold}..{config.dataset.many_threshold}, few < '
@@ -89,7 +95,7 @@ def describe(config, num_devices: int) -> str:
       extra = (f'mask ratio {config.mgp.mask_ratio}, decoder depth {config.model.decoder_depth} '
                f'width {config.model.decoder_width}; MAE parameters {n:,}')
     else:
-      n = factory.count_params(factory.build_vit(config, info.num_classes), shape)
+      n = factory.count_params(factory.build_vit(config, num_classes), shape)
       extra = (f'loss {config.bft.loss} (tau {config.bft.tau}, bias {config.bft.bias_form}), '
                f'layer decay {config.bft.layer_decay}, drop path {config.bft.drop_path}; '
                f'ViT parameters {n:,}')

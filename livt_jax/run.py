@@ -37,13 +37,14 @@ def run(config, workdir: str) -> dict | None:
   if jax.process_index() == 0:
     sources.save_class_counts(os.path.join(workdir, 'class_counts.json'), counts,
                               getattr(train_source, 'class_names', None))
-  channels = info.image_shape[-1]
+  channels = info.num_channels
   _say(f'{info.name}: {len(train_source)} training images, {len(counts)} classes '
        f'(largest {max(counts)}, smallest {min(counts)}); stages {",".join(stages)}; '
        f'{jax.device_count()} devices')
 
   def build(name):
-    return train.build_stage(config, name, mesh, len(train_source), channels, info.num_classes)
+    return train.build_stage(config, name, mesh, len(train_source), channels,
+                             train_source.num_classes)
 
   encoder = None
   if 'mgp' in stages:

@@ -57,7 +57,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
   """Raises ConfigError (a ValueError) for the first mistake found in `config`."""
   stages = parse_stages(config)
   info = registry.get_info(config.dataset.name)  # raises on an unknown dataset name
-  if config.dataset.num_classes is not None and config.dataset.num_classes != info.num_classes:
+  if (None not in (config.dataset.num_classes, info.num_classes)
+      and config.dataset.num_classes != info.num_classes):
     _fail('dataset.num_classes', config.dataset.num_classes,
           f'{info.name} has {info.num_classes} classes; drop the override or fix it')
   vit.get_variant(config.model.variant)  # raises on an unknown variant

@@ -1,0 +1,159 @@
+"""Per-example host augmentation (numpy / PIL), seeded by the per-record generator.
+
+MGP (Table 9): RandomResizedCrop + horizontal flip + normalize.
+BFT: the same + RandAugment before normalizing, then random erasing on the normalized
+image (timm 'pixel' mode). Mixup / CutMix run later, on device (`mixup.py`).
+Interpolation is bicubic throughout, as in MAE's pre-training and fine-tuning transforms.
+"""
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from livt_jax.data import randaugment
+
+_RESAMPLE = Image.Resampling.BICUBIC
+# Native images at most this large (CIFAR, Fashion-MNIST) are resized directly at eval time;
+# larger ones get the usual resize-shorter-side + center crop.
+SMALL_IMAGE_MAX = 64
+EVAL_CROP_PCT = 0.875
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainAugment:
+  """Settings of the training transform of one stage."""
+  image_size: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  crop_scale_min: float = 0.08
+  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  hflip_prob: float = 0.5
+  randaug_num_ops: int = 0  # 0 disables RandAugment (MGP).
+  randaug_magnitude: float = 9.0
+  randaug_magnitude_std: float = 0.5
+  random_erase_prob: float = 0.0
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+  """uint8 [H, W, 1|3] -> PIL 'L' / 'RGB'."""
+  if image.ndim != 3 or image.shape[-1] not in (1, 3):
+    raise ValueError(f'expected an image of shape [H, W, 1|3], got {image.shape}')
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def from_pil(img: Image.Image) -> np.ndarray:
+  array = np.asarray(img)
+  return array[..., None] if array.ndim == 2 else array
+
+
+def normalize(image: np.ndarray, mean, std) -> np.ndarray:
+  """uint8 [H, W, C] -> float32 (x / 255 - mean) / std."""
+  scale = np.float32(1 / 255) / np.asarray(std, np.float32)
+  return image.astype(np.float32) * scale - np.asarray(mean, np.float32) / np.asarray(
+      std, np.float32)
+
+
+def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
+                            scale: tuple[float, float],
+                            ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+  """torchvision's RandomResizedCrop box (left, top, right, bottom): 10 tries, then centre."""
+  area = width * height
+  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+  for _ in range(10):
+    target_area = area * rng.uniform(scale[0], scale[1])
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = int(round(math.sqrt(target_area * aspect)))
+    h = int(round(math.sqrt(target_area / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      top = int(rng.integers(0, height - h + 1))
+      left = int(rng.integers(0, width - w + 1))
+      return left, top, left + w, top + h
+  # Fallback: the largest centred crop within the ratio range.
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    w, h = width, int(round(width / ratio[0]))
+  elif in_ratio > ratio[1]:
+    w, h = int(round(height * ratio[1])), height
+  else:
+    w, h = width, height
+  left, top = (width - w) // 2, (height - h) // 2
+  return left, top, left + w, top + h
+
+
+def random_erase(image: np.ndarray, rng: np.random.Generator, prob: float,
+                 min_area: float = 0.02, max_area: float = 1 / 3,
+                 min_aspect: float = 0.3) -> np.ndarray:
+  """timm RandomErasing, mode 'pixel', one box: N(0, 1) noise on the normalized image."""
+  if prob <= 0 or rng.random() >= prob:
+    return image
+  height, width, channels = image.shape
+  area = height * width
+  log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+  for _ in range(10):
+    target_area = rng.uniform(min_area, max_area) * area
+    aspect = math.exp(rng.uniform(*log_aspect))
+    h = int(round(math.sqrt(target_area * aspect)))
+    w = int(round(math.sqrt(target_area / aspect)))
+    if w < width and h < height:
+      top = int(rng.integers(0, height - h + 1))
+      left = int(rng.integers(0, width - w + 1))
+      image = image.copy()
+      image[top:top + h, left:left + w] = rng.standard_normal(
+          (h, w, channels), dtype=np.float32)
+      break
+  return image
+
+
+def train_transform(image: np.ndarray, rng: np.random.Generator,
+                    cfg: TrainAugment) -> np.ndarray:
+  """uint8 [H, W, C] -> float32 [S, S, C], normalized and augmented."""
+  img = to_pil(image)
+  box = random_resized_crop_box(img.width, img.height, rng,
+                                (cfg.crop_scale_min, 1.0), cfg.crop_ratio)
+  # Crop and resize in one resampling pass.
+  img = img.resize((cfg.image_size, cfg.image_size), _RESAMPLE, box=box)
+  if rng.random() < cfg.hflip_prob:
+    img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+  if cfg.randaug_num_ops > 0:
+    img = randaugment.rand_augment(
+        img, rng, num_ops=cfg.randaug_num_ops, magnitude=cfg.randaug_magnitude,
+        magnitude_std=cfg.randaug_magnitude_std,
+        fill=randaugment.fill_color(cfg.mean, img.mode))
+  out = normalize(from_pil(img), cfg.mean, cfg.std)
+  return random_erase(out, rng, cfg.random_erase_prob)
+
+
+def eval_transform(image: np.ndarray, image_size: int, mean, std,
+                   native_size: Optional[int] = None) -> np.ndarray:
+  """Deterministic eval preprocessing: uint8 [H, W, C] -> float32 [S, S, C] normalized.
+
+  Small native images (<= SMALL_IMAGE_MAX px, e.g. 28 or 32) are resized straight to
+  `image_size` (nothing to crop away); larger ones have their shorter side resized to
+  image_size / 0.875 and are center-cropped.
+
+  Args:
+    image: uint8 [H, W, C].
+    image_size: output side S.
+    mean: per-channel mean.
+    std: per-channel std.
+    native_size: the dataset's native side if fixed (decides small vs large); defaults to
+      this image's larger side.
+  """
+  height, width = image.shape[:2]
+  native = native_size or max(height, width)
+  if native <= SMALL_IMAGE_MAX:
+    if (height, width) != (image_size, image_size):
+      image = from_pil(to_pil(image).resize((image_size, image_size), _RESAMPLE))
+    return normalize(image, mean, std)
+  img = to_pil(image)
+  short = int(image_size / EVAL_CROP_PCT)
+  if width <= height:
+    size = (short, max(short, int(round(height * short / width))))
+  else:
+    size = (max(short, int(round(width * short / height))), short)
+  img = img.resize(size, _RESAMPLE)
+  left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+  img = img.crop((left, top, left + image_size, top + image_size))
+  return normalize(from_pil(img), mean, std)

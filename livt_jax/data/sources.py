@@ -1,0 +1,191 @@
+"""`load_source(config.dataset, split)`: one random-access source per dataset and split.
+
+LT training subsets are index arrays computed once over the underlying records (IDX
+arrays or TFDS array_record), never per-epoch filters.
+"""
+import dataclasses
+import json
+import logging
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from livt_jax.data import fashion_mnist
+from livt_jax.data import image_folder
+from livt_jax.data import longtail
+from livt_jax.data import oltr
+from livt_jax.data import registry
+from livt_jax.data import source_base
+from livt_jax.data import tfds_sources
+
+Source = source_base.Source
+SPLITS = source_base.SPLITS
+
+
+def load_source(dataset_config, split: str) -> source_base.Source:
+  """The records of `split` ('train', 'val' or 'test') of `dataset_config.name`.
+
+  Args:
+    dataset_config: `config.dataset` (name, data_dir, split_dir, imbalance, class_order,
+      class_order_seed, subset_seed, num_classes).
+    split: 'train' (the LT training set), 'val' (only where the dataset has one) or 'test'.
+
+  Returns:
+    A `Source`; the train source carries `class_counts`.
+
+  Raises:
+    ValueError: unknown dataset or split, malformed data, or num_classes mismatch.
+    FileNotFoundError: data not found (the message names the path and the fix).
+  """
+  info = registry.get_info(dataset_config.name)
+  if split not in SPLITS:
+    raise ValueError(f'split={split!r} is not one of {", ".join(SPLITS)}')
+  if split == 'val' and not info.has_val and info.name != 'image_folder':
+    raise ValueError(f'{info.name} has no validation split; evaluate on split="test"')
+  loader = {
+      'fashion_mnist_lt': _fashion_mnist,
+      'cifar10_lt': _cifar,
+      'cifar100_lt': _cifar,
+      'imagenet_lt': _imagenet_lt,
+      'inat18': _inat18,
+      'places_lt': _places_lt,
+      'image_folder': lambda cfg, split, info: image_folder.load(cfg.data_dir, split),
+  }[info.name]
+  source = loader(dataset_config, split, info)
+  expected = getattr(dataset_config, 'num_classes', None)
+  if expected is not None and expected != source.num_classes:
+    raise ValueError(f'dataset.num_classes={expected} but {info.name} has '
+                     f'{source.num_classes} classes')
+  return source
+
+
+def _lt_subset(cfg, labels: np.ndarray, info: registry.DatasetInfo) -> np.ndarray:
+  sizes = longtail.lt_class_sizes(info.lt_n_max, info.num_classes, cfg.imbalance)
+  order = longtail.class_order_permutation(cfg.class_order, info.num_classes,
+                                           cfg.class_order_seed)
+  return longtail.lt_subsample_indices(labels, sizes, order, cfg.subset_seed)
+
+
+def _with_train_size(info, cfg):
+  return dataclasses.replace(info, train_size=registry.lt_train_size(info, cfg.imbalance))
+
+
+def _fashion_mnist(cfg, split, info):
+  info = _with_train_size(info, cfg)
+  directory = fashion_mnist.find_idx_dir(cfg.data_dir)
+  if directory is not None:
+    images, labels = fashion_mnist.load_idx_split(directory, split)
+    if split == 'train':
+      keep = _lt_subset(cfg, labels, info)
+      images, labels = images[keep], labels[keep]
+    return source_base.ArraySource(np.ascontiguousarray(images), info=info, split=split,
+                                   labels=labels, class_names=fashion_mnist.CLASS_NAMES)
+  try:
+    return _tfds_lt(cfg, split, info, class_names=fashion_mnist.CLASS_NAMES)
+  except FileNotFoundError as e:
+    raise fashion_mnist.missing_error(cfg.data_dir, str(e)) from e
+
+
+def _cifar(cfg, split, info):
+  return _tfds_lt(cfg, split, _with_train_size(info, cfg))
+
+
+def _tfds_lt(cfg, split, info, class_names: Optional[Sequence[str]] = None):
+  """A balanced TFDS dataset, LT-subsampled for 'train' (CIFAR, Fashion-MNIST fallback)."""
+  labels = tfds_sources.scan_fields(info.name, info.tfds_name, split, cfg.data_dir,
+                                    ('label',))['label'].astype(np.int32)
+  keep = _lt_subset(cfg, labels, info) if split == 'train' else np.arange(len(labels))
+  base = tfds_sources.open_split(info.name, info.tfds_name, split, cfg.data_dir)
+  return source_base.RecordSource(
+      base, keep, info=info, split=split, labels=labels[keep],
+      class_names=class_names or tfds_sources.label_names(base))
+
+
+def _whole_split(cfg, info, split, tfds_name, tfds_split):
+  """Every record of a TFDS split (benchmarks published as TFDS datasets)."""
+  labels = tfds_sources.scan_fields(info.name, tfds_name, tfds_split, cfg.data_dir,
+                                    ('label',))['label'].astype(np.int32)
+  base = tfds_sources.open_split(info.name, tfds_name, tfds_split, cfg.data_dir)
+  return source_base.RecordSource(base, np.arange(len(labels)), info=info, split=split,
+                                  labels=labels, class_names=tfds_sources.label_names(base))
+
+
+def _oltr(cfg, split, info, *, prefix, tfds_name, name_field):
+  """An OLTR list mapped onto the full TFDS dataset by file name."""
+  if not cfg.split_dir:
+    raise FileNotFoundError(
+        f'{info.name}: dataset.split_dir is not set; point it at the folder with '
+        f'{prefix}_LT_{{train,val,test}}.txt from the OLTR release')
+  list_path = oltr.split_file(cfg.split_dir, prefix, split)
+  paths, labels = oltr.read_split_file(list_path, info.name)
+  # OLTR val lists are drawn from the original training images; test is the original val.
+  record_split = 'validation' if split == 'test' else 'train'
+  scanned = tfds_sources.scan_fields(info.name, tfds_name, record_split, cfg.data_dir,
+                                     ('label', name_field))
+  indices = oltr.match_paths(paths, scanned[name_field], info.name, list_path)
+  disagree = int(np.sum(scanned['label'][indices] != labels))
+  if disagree:
+    # We train on the list's labels (they define the benchmark); a disagreement only means
+    # the TFDS class names may not describe our class ids.
+    logging.warning('%s: %d labels of %s differ from the TFDS labels; using the list',
+                    info.name, disagree, list_path)
+  base = tfds_sources.open_split(info.name, tfds_name, record_split, cfg.data_dir)
+  return source_base.RecordSource(base, indices, info=info, split=split, labels=labels,
+                                  class_names=tfds_sources.label_names(base))
+
+
+def _imagenet_lt(cfg, split, info):
+  if cfg.split_dir:  # OLTR lists over imagenet2012.
+    return _oltr(cfg, split, info, prefix='ImageNet', tfds_name='imagenet2012',
+                 name_field='file_name')
+  tfds_split = {'train': 'train', 'val': 'validation', 'test': 'test'}[split]
+  try:
+    return _whole_split(cfg, info, split, 'imagenet_lt', tfds_split)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f'{e}; or set dataset.split_dir to the OLTR ImageNet_LT_*.txt '
+                            'lists to use TFDS imagenet2012') from e
+
+
+def _inat18(cfg, split, info):
+  return _whole_split(cfg, info, split, 'i_naturalist2018',
+                      {'train': 'train', 'test': 'validation'}[split])
+
+
+def _places_lt(cfg, split, info):
+  return _oltr(cfg, split, info, prefix='Places', tfds_name='places365_small',
+               name_field='filename')
+
+
+def save_class_counts(path: str, counts: Sequence[int], class_names: Sequence[str]) -> None:
+  """Writes per-class training counts (JSON) so evaluation can group classes without data."""
+  counts = [int(c) for c in counts]
+  if len(counts) != len(class_names):
+    raise ValueError(f'{len(counts)} counts for {len(class_names)} class names')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump({'class_names': [str(n) for n in class_names], 'class_counts': counts}, f)
+
+
+def load_class_counts(path: str) -> np.ndarray:
+  """Per-class training counts written by `save_class_counts`."""
+  return np.asarray(_read_counts_file(path)['class_counts'], dtype=np.int64)
+
+
+def load_class_names(path: str) -> list[str]:
+  """Class names written by `save_class_counts`."""
+  return list(_read_counts_file(path)['class_names'])
+
+
+def _read_counts_file(path: str) -> dict:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'class counts file {path} not found; the training stage writes '
+                            'it into the workdir')
+  with open(path) as f:
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'class counts file {path} is not valid JSON ({e})') from e
+  if not isinstance(data, dict) or 'class_counts' not in data or 'class_names' not in data:
+    raise ValueError(f'class counts file {path} lacks class_counts / class_names')
+  return data

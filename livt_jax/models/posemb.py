@@ -1,0 +1,45 @@
+"""Fixed 2-D sine-cosine position embeddings (MAE's `get_2d_sincos_pos_embed`).
+
+For a grid of `grid_h x grid_w` patches, numbered row-major, the embedding of the patch at row
+`r` and column `c` is `concat(E(c), E(r))` with the 1-D table
+
+    E(x)[k]       = sin(x * omega_k),   k < D/4
+    E(x)[D/4 + k] = cos(x * omega_k),   omega_k = 10000 ** (-k / (D/4)),
+
+where D is the embedding width. As in MAE the *column* coordinate fills the first half of the
+channels. With `cls_token=True` a row of zeros is prepended for the class token, so the class
+token carries no position.
+"""
+import numpy as np
+
+
+def sincos_1d(embed_dim: int, positions: np.ndarray) -> np.ndarray:
+  """1-D sin-cos table: [len(positions), embed_dim], sines first, then cosines (float64)."""
+  if embed_dim % 2:
+    raise ValueError(f'sincos_1d: embed_dim={embed_dim} must be even')
+  half = embed_dim // 2
+  omega = 1.0 / 10000.0 ** (np.arange(half, dtype=np.float64) / half)
+  angles = np.outer(np.asarray(positions, np.float64).reshape(-1), omega)
+  return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_2d(embed_dim: int, grid_h: int, grid_w: int, cls_token: bool = True) -> np.ndarray:
+  """2-D sin-cos table [grid_h * grid_w (+1), embed_dim] as float32 (a constant, not a param).
+
+  Args:
+    embed_dim: the width D; must be divisible by 4 (sin and cos for each of two coordinates).
+    grid_h: number of patch rows.
+    grid_w: number of patch columns.
+    cls_token: prepend a zero row for the class token.
+
+  Returns:
+    A NumPy float32 array; row `1 + r * grid_w + c` (or `r * grid_w + c` without the class
+    row) belongs to the patch at row r, column c.
+  """
+  if embed_dim % 4:
+    raise ValueError(f'sincos_2d: embed_dim={embed_dim} must be divisible by 4')
+  rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing='ij')
+  emb = np.concatenate([sincos_1d(embed_dim // 2, cols), sincos_1d(embed_dim // 2, rows)], axis=1)
+  if cls_token:
+    emb = np.concatenate([np.zeros((1, embed_dim)), emb], axis=0)
+  return emb.astype(np.float32)

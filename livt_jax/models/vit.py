@@ -1,0 +1,279 @@
+"""Vision Transformer encoder and classifier (ViT as used by MAE and LiVT), Flax Linen.
+
+The encoder is shared by both LiVT stages: the MAE of MGP calls it on the visible patches only
+(`Encoder.encode_visible`), the classifier of BFT on all patches, with one parameter tree, so an
+MAE's `encoder` parameters drop into a ViT's `encoder` unchanged.
+
+Choices (as MAE / timm unless said):
+  * pre-norm blocks, LayerNorm eps 1e-6, fused qkv with bias, exact-erf GELU by default;
+  * linear layers xavier-uniform with zero bias, the patch embedding xavier-uniform over its
+    flattened [p*p*C, D] kernel, class token N(0, 0.02);
+  * position embedding: the fixed 2-D sin-cos table (posemb.py), a constant rebuilt from the
+    input's grid, so any image size divisible by the patch works. (The released LiVT code turns
+    it into a trainable parameter for fine-tuning; here it stays fixed in both stages.)
+  * 'gap' pooling is MAE's fine-tuning head: the mean of the patch tokens *before* the final
+    norm, then `fc_norm`. `encoder_norm` still exists in the tree (so MAE and ViT encoders have
+    identical trees) but is unused in that mode.
+  * every parameter carries logical axis names; `LOGICAL_AXIS_RULES_FSDP` maps them to a
+    ('data', 'fsdp') mesh.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from livt_jax.models import posemb
+
+VARIANTS: dict[str, dict] = {
+    'Ti': dict(width=192, depth=12, heads=3, mlp_ratio=4.0),
+    'S': dict(width=384, depth=12, heads=6, mlp_ratio=4.0),
+    'B': dict(width=768, depth=12, heads=12, mlp_ratio=4.0),
+    'L': dict(width=1024, depth=24, heads=16, mlp_ratio=4.0),
+    # Small variants for CPU runs and tests.
+    'mu': dict(width=128, depth=6, heads=4, mlp_ratio=4.0),
+    'nano': dict(width=32, depth=2, heads=2, mlp_ratio=4.0),
+}
+
+# Logical axis -> mesh axis. Only the 'embed' dimension of matrices is split (over 'fsdp'); one
+# mesh axis per array at most, so every other logical axis is replicated. 1-D parameters
+# (biases, norms, tokens) use 'vec' and stay replicated: they are tiny.
+LOGICAL_AXIS_RULES_FSDP = (
+    ('embed', 'fsdp'),
+    ('mlp', None),
+    ('qkv', None),
+    ('heads', None),
+    ('patch', None),
+    ('classes', None),
+    ('vec', None),
+)
+
+LN_EPS = 1e-6
+Dtype = Any
+
+
+def get_variant(name: str) -> dict:
+  """Returns the size dict (width, depth, heads, mlp_ratio) of a named ViT variant."""
+  if name not in VARIANTS:
+    raise ValueError(f'unknown ViT variant {name!r}; known: {", ".join(VARIANTS)}')
+  return dict(VARIANTS[name])
+
+
+def _part(init, axes):
+  return nn.with_logical_partitioning(init, axes)
+
+
+def dense(features: int, axes: tuple, dtype: Dtype, name: str,
+          kernel_init=nn.initializers.xavier_uniform()) -> nn.Dense:
+  """A Dense layer with MAE's init (xavier-uniform, zero bias) and logical axis names."""
+  return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name,
+                  kernel_init=_part(kernel_init, axes),
+                  bias_init=_part(nn.initializers.zeros, (axes[-1],)))
+
+
+def layer_norm(dtype: Dtype, name: str) -> nn.LayerNorm:
+  """LayerNorm (eps 1e-6) whose scale and bias are annotated as replicated vectors."""
+  return nn.LayerNorm(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, name=name,
+                      scale_init=_part(nn.initializers.ones, ('vec',)),
+                      bias_init=_part(nn.initializers.zeros, ('vec',)))
+
+
+def patchify(images: jax.Array, p: int) -> jax.Array:
+  """[B, H, W, C] -> [B, (H/p)*(W/p), p*p*C], patches row-major, each (row, col, channel).
+
+  The same order as facebookresearch/mae's `patchify` on NCHW images (channel fastest).
+  """
+  b, h, w, c = images.shape
+  if h % p or w % p:
+    raise ValueError(f'image size {h}x{w} is not divisible by the patch size {p}')
+  x = images.reshape(b, h // p, p, w // p, p, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+class PatchEmbed(nn.Module):
+  """Non-overlapping patch projection: a conv with kernel = stride = patch, done as a matmul.
+
+  The kernel has the layout of a Flax Conv kernel [p, p, C, D], so it multiplies `patchify`
+  output directly (reshaped to [p*p*C, D]); a matmul is faster than a strided conv on CPU.
+  """
+  patch_size: int
+  width: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    p, c = self.patch_size, images.shape[-1]
+    # Xavier over the flattened kernel, as MAE initialises its patch-embedding conv.
+    init = nn.initializers.xavier_uniform(in_axis=(0, 1, 2), out_axis=3)
+    kernel = self.param('kernel', _part(init, (None, None, None, 'embed')),
+                        (p, p, c, self.width), jnp.float32)
+    bias = self.param('bias', _part(nn.initializers.zeros, ('vec',)), (self.width,), jnp.float32)
+    x = patchify(images.astype(self.dtype), p)
+    y = x @ kernel.reshape(p * p * c, self.width).astype(self.dtype)
+    return y + bias.astype(self.dtype)
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with a fused qkv projection."""
+  num_heads: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, t, d = x.shape
+    if d % self.num_heads:
+      raise ValueError(f'width {d} is not divisible by num_heads {self.num_heads}')
+    hd = d // self.num_heads
+    qkv = dense(3 * d, ('embed', 'qkv'), self.dtype, 'qkv')(x)
+    q, k, v = jnp.moveaxis(qkv.reshape(b, t, 3, self.num_heads, hd), 2, 0)
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q * (hd ** -0.5), k)
+    # Softmax in float32 even under bfloat16 compute, for a stable normaliser.
+    attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+    out = jnp.einsum('bhqk,bkhd->bqhd', attn, v).reshape(b, t, d)
+    return dense(d, ('heads', 'embed'), self.dtype, 'proj')(out)
+
+
+class Mlp(nn.Module):
+  """fc1 -> GELU -> fc2."""
+  hidden: int
+  dtype: Dtype = jnp.float32
+  gelu_approximate: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    d = x.shape[-1]
+    h = dense(self.hidden, ('embed', 'mlp'), self.dtype, 'fc1')(x)
+    h = nn.gelu(h, approximate=self.gelu_approximate)
+    return dense(d, ('mlp', 'embed'), self.dtype, 'fc2')(h)
+
+
+def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
+  """Stochastic depth: zeroes a whole residual branch per sample, rescales the survivors."""
+  keep = 1.0 - rate
+  mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block: x + DP(attn(LN(x))), then x + DP(mlp(LN(x)))."""
+  num_heads: int
+  mlp_ratio: float = 4.0
+  drop_path: float = 0.0
+  dtype: Dtype = jnp.float32
+  gelu_approximate: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    use_dp = train and self.drop_path > 0.0
+
+    def residual(y):
+      return drop_path(y, self.drop_path, self.make_rng('dropout')) if use_dp else y
+
+    x = x + residual(Attention(self.num_heads, self.dtype, name='attn')(
+        layer_norm(self.dtype, 'norm1')(x)))
+    hidden = int(x.shape[-1] * self.mlp_ratio)
+    x = x + residual(Mlp(hidden, self.dtype, self.gelu_approximate, name='mlp')(
+        layer_norm(self.dtype, 'norm2')(x)))
+    return x
+
+
+def block_class(remat: bool):
+  """Block, or its rematerialised version (activations recomputed in the backward pass)."""
+  # Argument 2 (`train`, counting the module as 0) is a Python bool: static under remat.
+  return nn.remat(Block, static_argnums=(2,)) if remat else Block
+
+
+class Encoder(nn.Module):
+  """ViT encoder: patch embedding + fixed sin-cos posemb + class token + blocks + final norm."""
+  width: int
+  depth: int
+  num_heads: int
+  patch_size: int
+  mlp_ratio: float = 4.0
+  drop_path: float = 0.0
+  dtype: Dtype = jnp.float32
+  remat: bool = False
+  gelu_approximate: bool = False
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool, keep_ids: jax.Array | None = None,
+               apply_norm: bool = True) -> jax.Array:
+    """Encodes images [B, H, W, C] into tokens [B, 1 + N, width] (class token first).
+
+    Args:
+      images: the batch; H and W must be multiples of the patch size.
+      train: enables drop path (rng stream 'dropout').
+      keep_ids: optional [B, K] int indices of the patches to keep (MAE); then only those K
+        patch tokens (in that order) follow the class token.
+      apply_norm: apply `encoder_norm` to the output (False for MAE-style 'gap' pooling).
+
+    Returns:
+      Tokens in the compute dtype.
+    """
+    _, h, w, _ = images.shape
+    p = self.patch_size
+    if h % p or w % p:
+      raise ValueError(f'image size {h}x{w} is not divisible by the patch size {p}')
+    x = PatchEmbed(p, self.width, self.dtype, name='patch_embed')(images)
+    # Row 0 of the table is the (zero) class-token position, so the class token gets nothing.
+    pos = posemb.sincos_2d(self.width, h // p, w // p, cls_token=True)
+    x = x + jnp.asarray(pos[1:], self.dtype)
+    if keep_ids is not None:
+      x = jnp.take_along_axis(x, keep_ids[:, :, None], axis=1)
+    cls = self.param('cls_token', _part(nn.initializers.normal(0.02), (None, None, 'vec')),
+                     (1, 1, self.width), jnp.float32)
+    cls = jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width))
+    x = jnp.concatenate([cls, x], axis=1)
+    rates = np.linspace(0.0, self.drop_path, self.depth) if self.depth else []
+    block = block_class(self.remat)
+    for i in range(self.depth):
+      x = block(self.num_heads, self.mlp_ratio, float(rates[i]), self.dtype,
+                self.gelu_approximate, name=f'block_{i}')(x, train)
+    norm = layer_norm(self.dtype, 'encoder_norm')
+    if apply_norm:
+      return norm(x)
+    if self.is_initializing():
+      norm(x)  # creates the parameters, so the tree is the same in every mode
+    return x
+
+  def encode_visible(self, images: jax.Array, keep_ids: jax.Array, *,
+                     train: bool) -> jax.Array:
+    """MAE's masked path: tokens [B, 1 + K, width] of the class token and the kept patches."""
+    return self(images, train=train, keep_ids=keep_ids)
+
+
+class ViT(nn.Module):
+  """ViT classifier: `encoder` + pooling + linear `head`; returns float32 logits."""
+  width: int
+  depth: int
+  num_heads: int
+  patch_size: int
+  num_classes: int
+  mlp_ratio: float = 4.0
+  drop_path: float = 0.0
+  pool: str = 'gap'
+  head_init_std: float = 2e-5  # MAE fine-tuning initialises the head with N(0, 2e-5)
+  dtype: Dtype = jnp.float32
+  remat: bool = False
+  gelu_approximate: bool = False
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    """Logits [B, num_classes] (float32) for images [B, H, W, C]."""
+    if self.pool not in ('gap', 'cls'):
+      raise ValueError(f"model.pool={self.pool!r} is not known; use 'gap' or 'cls'")
+    encoder = Encoder(self.width, self.depth, self.num_heads, self.patch_size, self.mlp_ratio,
+                      self.drop_path, self.dtype, self.remat, self.gelu_approximate,
+                      name='encoder')
+    if self.pool == 'gap':
+      tokens = encoder(images, train=train, apply_norm=False)
+      feat = layer_norm(self.dtype, 'fc_norm')(jnp.mean(tokens[:, 1:], axis=1))
+    else:
+      feat = encoder(images, train=train)[:, 0]
+    head_init = (nn.initializers.normal(self.head_init_std) if self.head_init_std > 0
+                 else nn.initializers.zeros)
+    # The head runs in float32: logits feed the loss and the calibration metrics.
+    head = dense(self.num_classes, ('embed', 'classes'), jnp.float32, 'head', head_init)
+    return head(feat.astype(jnp.float32))

@@ -1,0 +1,197 @@
+"""ViT encoder/classifier: sizes, a float64 NumPy forward reference, drop path, jit, sharding."""
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, Mesh, PartitionSpec as P
+
+from livt_jax.models import vit
+
+# timm's parameter counts (patch 16, 224 px, 1000 classes, learned 197-row pos_embed).
+TIMM_COUNTS = {'Ti': 5_717_416, 'S': 22_050_664, 'B': 86_567_656, 'L': 304_326_632}
+
+
+def _count(model, hw=224, channels=3):
+  shapes = jax.eval_shape(
+      lambda r: model.init({'params': r}, jnp.zeros((1, hw, hw, channels)), train=False),
+      jax.random.key(0))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(shapes['params'])))
+
+
+def _vit(name, pool='cls', num_classes=1000, patch=16, **kw):
+  v = vit.get_variant(name)
+  return vit.ViT(width=v['width'], depth=v['depth'], num_heads=v['heads'], patch_size=patch,
+                 num_classes=num_classes, mlp_ratio=v['mlp_ratio'], pool=pool, **kw)
+
+
+def test_get_variant_rejects_unknown_names():
+  assert vit.get_variant('B')['width'] == 768
+  with pytest.raises(ValueError, match=r"'XL'.*Ti, S, B, L, mu, nano"):
+    vit.get_variant('XL')
+
+
+@pytest.mark.parametrize('name', ['Ti', 'S', 'B', 'L'])
+def test_param_counts_match_timm_minus_the_fixed_posemb(name):
+  width = vit.get_variant(name)['width']
+  cls_count = _count(_vit(name, 'cls'))
+  # Our position embedding is a constant, timm's is a (197 x width) parameter.
+  assert cls_count + 197 * width == TIMM_COUNTS[name]
+  # 'gap' adds fc_norm; encoder_norm stays in the tree (unused) so MAE trees load unchanged.
+  assert _count(_vit(name, 'gap')) == cls_count + 2 * width
+
+
+def test_vit_b_count_exact():
+  assert _count(_vit('B', 'cls')) == 86_416_360
+
+
+# ---------------------------------------------------------------- float64 NumPy reference
+def _ln(x, p):
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + 1e-6) * p['scale'] + p['bias']
+
+
+def _dense(x, p):
+  return x @ p['kernel'] + p['bias']
+
+
+def _gelu(x):
+  return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def _posemb(d, gh, gw):
+  """Written from the formula, loop by loop: column coordinate in the first half."""
+  out = np.zeros((1 + gh * gw, d))
+  q = d // 4
+  for r in range(gh):
+    for c in range(gw):
+      for k in range(q):
+        om = 1.0 / 10000 ** (k / q)
+        row = 1 + r * gw + c
+        out[row, k], out[row, q + k] = math.sin(c * om), math.cos(c * om)
+        out[row, 2 * q + k], out[row, 3 * q + k] = math.sin(r * om), math.cos(r * om)
+  return out
+
+
+def _np_vit(params, images, patch, heads, pool):
+  enc = params['encoder']
+  b, h, w, c = images.shape
+  gh, gw = h // patch, w // patch
+  patches = np.zeros((b, gh * gw, patch * patch * c))
+  for i in range(gh):
+    for j in range(gw):
+      patches[:, i * gw + j] = images[:, i * patch:(i + 1) * patch,
+                                      j * patch:(j + 1) * patch].reshape(b, -1)
+  k = enc['patch_embed']['kernel']
+  x = patches @ k.reshape(-1, k.shape[-1]) + enc['patch_embed']['bias']
+  d = x.shape[-1]
+  x = x + _posemb(d, gh, gw)[1:]
+  x = np.concatenate([np.broadcast_to(enc['cls_token'], (b, 1, d)), x], axis=1)
+  hd = d // heads
+  i = 0
+  while f'block_{i}' in enc:
+    blk = enc[f'block_{i}']
+    y = _ln(x, blk['norm1'])
+    qkv = _dense(y, blk['attn']['qkv']).reshape(b, -1, 3, heads, hd)
+    q, kk, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    s = np.einsum('bqhd,bkhd->bhqk', q, kk) / math.sqrt(hd)
+    s = np.exp(s - s.max(-1, keepdims=True))
+    s /= s.sum(-1, keepdims=True)
+    o = np.einsum('bhqk,bkhd->bqhd', s, v).reshape(b, -1, d)
+    x = x + _dense(o, blk['attn']['proj'])
+    y = _ln(x, blk['norm2'])
+    x = x + _dense(_gelu(_dense(y, blk['mlp']['fc1'])), blk['mlp']['fc2'])
+    i += 1
+  if pool == 'gap':
+    feat = _ln(x[:, 1:].mean(1), params['fc_norm'])
+  else:
+    feat = _ln(x, enc['encoder_norm'])[:, 0]
+  return _dense(feat, params['head'])
+
+
+def _nano(pool, **kw):
+  return vit.ViT(width=32, depth=2, num_heads=2, patch_size=4, num_classes=5, pool=pool,
+                 head_init_std=0.5, **kw)
+
+
+@pytest.mark.parametrize('pool', ['cls', 'gap'])
+def test_forward_matches_numpy_float64(pool):
+  model = _nano(pool)
+  x = jax.random.normal(jax.random.key(1), (2, 8, 12, 3))  # non-square: 2 x 3 patches
+  params = nn.unbox(model.init({'params': jax.random.key(0)}, x, train=False))['params']
+  got = model.apply({'params': params}, x, train=False)
+  assert got.shape == (2, 5) and got.dtype == jnp.float32
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  want = _np_vit(p64, np.asarray(x, np.float64), 4, 2, pool)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+def test_tokens_shape_and_encode_visible_consistency():
+  enc = vit.Encoder(width=32, depth=2, num_heads=2, patch_size=4)
+  x = jax.random.normal(jax.random.key(1), (3, 16, 8, 1))
+  variables = enc.init({'params': jax.random.key(0)}, x, train=False)
+  tokens = enc.apply(variables, x, train=False)
+  assert tokens.shape == (3, 1 + 8, 32)
+  all_ids = jnp.tile(jnp.arange(8), (3, 1))
+  same = enc.apply(variables, x, all_ids, train=False, method=vit.Encoder.encode_visible)
+  np.testing.assert_allclose(same, tokens, rtol=1e-6, atol=1e-6)
+
+
+def test_bad_image_size_is_a_clear_error():
+  model = _nano('cls')
+  with pytest.raises(ValueError, match='not divisible by the patch size 4'):
+    model.init({'params': jax.random.key(0)}, jnp.zeros((1, 10, 8, 3)), train=False)
+
+
+def test_drop_path_only_in_training_and_jit_and_remat():
+  model = _nano('gap', drop_path=0.5)
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  variables = model.init({'params': jax.random.key(0)}, x, train=False)
+  apply = jax.jit(model.apply, static_argnames='train')
+  ev = [apply(variables, x, train=False, rngs={'dropout': jax.random.key(s)}) for s in (1, 2)]
+  np.testing.assert_array_equal(ev[0], ev[1])
+  tr = [apply(variables, x, train=True, rngs={'dropout': jax.random.key(s)}) for s in (1, 2)]
+  assert not np.allclose(tr[0], tr[1])
+  # remat changes memory, not numbers (same rng -> same drop-path draws).
+  remat = _nano('gap', drop_path=0.5, remat=True)
+  r = jax.jit(remat.apply, static_argnames='train')(
+      variables, x, train=True, rngs={'dropout': jax.random.key(1)})
+  np.testing.assert_allclose(r, tr[0], rtol=1e-5, atol=1e-6)
+  g = jax.grad(lambda v: remat.apply(v, x, train=True, rngs={'dropout': jax.random.key(1)})
+               .sum())(variables)
+  assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(g))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+  model = _nano('gap', dtype=jnp.bfloat16)
+  x = jnp.ones((2, 8, 8, 3))
+  variables = model.init({'params': jax.random.key(0)}, x, train=False)
+  assert {a.dtype for a in jax.tree.leaves(nn.unbox(variables))} == {jnp.dtype(jnp.float32)}
+  assert model.apply(variables, x, train=False).dtype == jnp.float32
+
+
+def test_logical_partitioning_resolves_on_a_data_fsdp_mesh():
+  mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(2, 4), ('data', 'fsdp'),
+              axis_types=(AxisType.Auto, AxisType.Auto))
+  model = _nano('gap')
+  init = lambda r: model.init({'params': r}, jnp.zeros((1, 8, 8, 3)), train=False)
+  boxed = jax.eval_shape(init, jax.random.key(0))['params']
+  specs = nn.get_partition_spec(boxed)
+  shardings = nn.logical_to_mesh_sharding(specs, mesh, vit.LOGICAL_AXIS_RULES_FSDP)
+  blk = shardings['encoder']['block_0']
+  assert blk['attn']['qkv']['kernel'].spec == P('fsdp', None)
+  assert blk['mlp']['fc2']['kernel'].spec == P(None, 'fsdp')
+  assert shardings['encoder']['patch_embed']['kernel'].spec == P(None, None, None, 'fsdp')
+  assert shardings['head']['kernel'].spec == P('fsdp', None)
+  assert blk['norm1']['scale'].spec == P(None)
+  assert shardings['encoder']['cls_token'].spec == P(None, None, None)
+  # Every parameter is annotated (no plain arrays escape the rules).
+  assert all(isinstance(l, nn.LogicallyPartitioned)
+             for l in jax.tree.leaves(boxed, is_leaf=lambda l: isinstance(
+                 l, nn.LogicallyPartitioned)))
+  params = jax.jit(lambda r: nn.unbox(init(r))['params'], out_shardings=shardings)(
+      jax.random.key(0))
+  assert params['encoder']['block_0']['attn']['qkv']['kernel'].sharding.spec == P('fsdp', None)
