@@ -48,7 +48,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: 
   def step(state: train_state.TrainState, batch: dict):
     rng = jax.random.fold_in(base_key, state.step)
     loss, aux, grads = _grads(loss_fn, state.params, batch, rng, accum_steps)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -56,7 +56,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: 
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
                               opt_state=keep(opt_state, state.opt_state))
-    metrics = {'loss': loss, 'grad_norm': grad_norm, 'param_norm': optax.global_norm(params),
+    metrics = {'loss': loss, 'grad_norm': grad_norm, 'param_norm': optax.tree.norm(params),
                'finite': finite, **aux}
     return new_state, metrics
 

@@ -70,9 +70,11 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
 
   abstract = jax.eval_shape(init, jax.random.key(0), None)
   state_sharding = sharding.state_shardings(abstract, params_sharding, mesh)
-  enc_sharding = params_sharding.get('encoder') if name == 'bft' else None
-  init_jit = jax.jit(init, out_shardings=state_sharding,
-                     in_shardings=(sharding.replicated(mesh), enc_sharding))
+  fresh = jax.jit(lambda rng: init(rng, None), out_shardings=state_sharding)
+  if name == 'bft':
+    from_encoder = jax.jit(init, out_shardings=state_sharding, in_shardings=(
+        sharding.replicated(mesh), params_sharding['encoder']))
+  init_jit = lambda rng, enc: fresh(rng) if enc is None else from_encoder(rng, enc)
   return Stage(name, model, tx, schedule, p, image_shape, params_sharding, state_sharding,
                checkpointing.abstract_with_shardings(abstract, state_sharding), init_jit)
 
