@@ -16,14 +16,15 @@ def predict_fn(model, mesh, params_sharding):
                  out_shardings=sharding.replicated(mesh))
 
 
-def collect_logits(model, params, params_sharding, source, info, mesh, image_size: int,
-                   batch_size: int):
+def collect_logits(config, model, params, params_sharding, source, info, mesh):
   """Logits and labels of every example of `source` exactly once (padding removed)."""
   predict = predict_fn(model, mesh, params_sharding)
+  image_size, batch_size = config.bft.image_size, config.evaluate.batch_size
   all_logits, all_labels = [], []
   for batch in pipeline.eval_batches(
       source, dataset_info=info, image_size=image_size, global_batch_size=batch_size,
-      process_index=jax.process_index(), process_count=jax.process_count()):
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer):
     logits, labels, mask = jax.device_get(predict(params, sharding.global_batch(batch, mesh)))
     keep = np.asarray(mask).astype(bool)
     all_logits.append(np.asarray(logits)[keep])
@@ -32,8 +33,7 @@ def collect_logits(model, params, params_sharding, source, info, mesh, image_siz
 
 
 def evaluate(config, model, params, params_sharding, source, info, mesh, class_counts) -> dict:
-  logits, labels = collect_logits(model, params, params_sharding, source, info, mesh,
-                                  config.bft.image_size, config.evaluate.batch_size)
+  logits, labels = collect_logits(config, model, params, params_sharding, source, info, mesh)
   if len(labels) != len(source):
     raise RuntimeError(f'evaluated {len(labels)} examples but the split has {len(source)}')
   return metrics_lib.classification_metrics(

@@ -107,7 +107,8 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir: str,
   iterator = pipeline.train_iterator(
       source, stage=stage.name, stage_config=config[stage.name], dataset_info=info,
       global_batch_size=stage.plan.global_batch, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer)
   if mngr.latest_step() is not None:
     state = checkpointing.restore(mngr, stage.abstract_state, iterator)
     logging.info('%s: resumed from step %d in %s', stage.name, int(state.step), ckpt_dir)

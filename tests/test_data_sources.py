@@ -120,12 +120,32 @@ def test_cifar10_lt_from_tfds_array_record(cifar_dir, monkeypatch):
   np.testing.assert_array_equal(again.record_indices, train.record_indices)
 
 
-def test_cifar_missing_tfds_data(tmp_path):
-  cfg = dataset_config('cifar100_lt', data_dir=str(tmp_path))
+def test_cifar_source_through_the_pipelines(cifar_dir):
+  from livt_jax import config_defaults  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  cfg = dataset_config('cifar10_lt', data_dir=cifar_dir)
+  test = sources.load_source(cfg, 'test')
+  info = registry.get_info('cifar10_lt')
+  bft = config_defaults.get_base_config().bft
+  bft.image_size = 32
+  it = pipeline.train_iterator(test, stage='bft', stage_config=bft, dataset_info=info,
+                               global_batch_size=16, seed=0)
+  batch = next(it)
+  assert batch['image'].shape == (16, 32, 32, 3) and np.isfinite(batch['image']).all()
+  batches = list(pipeline.eval_batches(test, dataset_info=info, image_size=32,
+                                       global_batch_size=16))
+  labels = np.concatenate([b['label'][b['mask'] == 1] for b in batches])
+  np.testing.assert_array_equal(labels, test.labels)
+
+
+@pytest.mark.parametrize('name, split', [('cifar100_lt', 'train'), ('cifar10_lt', 'test'),
+                                         ('inat18', 'train'), ('imagenet_lt', 'val')])
+def test_missing_tfds_data(tmp_path, name, split):
+  cfg = dataset_config(name, data_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError) as e:
-    sources.load_source(cfg, 'train')
+    sources.load_source(cfg, split)
   message = str(e.value)
-  assert 'cifar100_lt' in message and str(tmp_path) in message and 'tfds build' in message
+  assert name in message and str(tmp_path) in message and 'tfds build' in message
 
 
 # ------------------------------------------------ ImageNet-LT via OLTR lists (fake TFDS)
