@@ -20,6 +20,9 @@ def maybe_initialize():
   if not _is_multiprocess_env():
     return
   import jax  # pylint: disable=g-import-not-at-top
+  if os.environ.get('JAX_PLATFORMS', '').startswith('cpu'):
+    # CPU processes (tests, laptops) need an explicit cross-process collectives backend.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   address = os.environ.get('LIVT_COORDINATOR_ADDRESS')
   if address:
     jax.distributed.initialize(

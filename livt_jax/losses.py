@@ -4,7 +4,8 @@ Notation: logits z [B, C], targets y [B, C], class counts n_c, training prior
 pi_c = n_c / sum(n), test prior pi^t (uniform 1/C unless given), tau the bias scale.
 
   CE      (Eq. 1):  L = mean_b  -sum_c y_bc log softmax(z_b)_c
-  Bal-CE  (Eq. 3):  CE on z + B^ce,  B^ce_c = tau * log pi_c          (Thm. 1; tau = 1 is Eq. 3)
+  Bal-CE  (Eq. 3):  CE on z + B^ce,  B^ce_c = tau * log pi_c   (Thm. 1; tau = 1 is Eq. 3; the
+                    released code scales it by its bal_tau too)
   BCE     (Eq. 5):  L = mean_b  sum_c -[y log sig(z) + (1 - y) log(1 - sig(z))]
                     (summed over classes, averaged over the batch, as the released code's
                     `C * binary_cross_entropy_with_logits(reduction='mean')`; w_c = 1)

@@ -153,10 +153,11 @@ def test_predictions_only_see_visible_patches():
   np.testing.assert_array_equal(mask.sum(1), 16 - 4)
   pix_mask = np.asarray(mae.unpatchify(jnp.asarray(
       np.repeat(mask[..., None], 4, axis=-1)), 2, 1))  # 1 on removed pixels
-  loss2, aux2 = apply(jnp.asarray(x + 5.0 * pix_mask))
+  bump = 5.0 * rng.normal(size=x.shape).astype(np.float32)  # not constant per patch: norm-pix
+  loss2, aux2 = apply(jnp.asarray(x + bump * pix_mask))
   np.testing.assert_allclose(aux2['pred'], aux['pred'], rtol=1e-5, atol=1e-5)
   assert not np.isclose(float(loss2), float(loss))  # the targets did change
-  _, aux3 = apply(jnp.asarray(x + 5.0 * (1.0 - pix_mask)))
+  _, aux3 = apply(jnp.asarray(x + bump * (1.0 - pix_mask)))
   assert not np.allclose(aux3['pred'], aux['pred'])
 
 

@@ -205,6 +205,10 @@ def test_sharded_init_on_a_data_fsdp_mesh():
   assert shardings['head']['kernel'].spec == P('fsdp', None)
   assert blk['norm1']['scale'].spec == P(None)
   assert shardings['encoder']['cls_token'].spec == P(None, None, None)
+  # Only matrices are split; every vector (bias, norm) is replicated.
+  flat = jax.tree_util.tree_flatten_with_path(boxed, is_leaf=is_boxed)[0]
+  for (path, leaf), s in zip(flat, jax.tree.leaves(shardings)):
+    assert ('fsdp' in s.spec) == (len(leaf.value.shape) == 2 or len(leaf.value.shape) == 4), path
   # The engine's path: one jitted, sharded init. It also checks the MAE-style init values.
   params = jax.jit(lambda r: nn.unbox(init(r))['params'], out_shardings=shardings)(
       jax.random.key(0))

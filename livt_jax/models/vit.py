@@ -69,7 +69,7 @@ def dense(features: int, axes: tuple, dtype: Dtype, name: str,
   """A Dense layer with MAE's init (xavier-uniform, zero bias) and logical axis names."""
   return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name,
                   kernel_init=_part(kernel_init, axes),
-                  bias_init=_part(nn.initializers.zeros, (axes[-1],)))
+                  bias_init=_part(nn.initializers.zeros, ('vec',)))
 
 
 def layer_norm(dtype: Dtype, name: str) -> nn.LayerNorm:
