@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs LiVT on this machine as N local JAX processes (CPU, gloo collectives) — the same code path
+# as a multi-host pod, for trying out multi-process runs without one.
+#
+#   launch/local.sh 2 configs/fashion_mnist_lt.py runs/fmnist_2proc [--config.x=y ...]
+#
+# With N=1 it is the plain single-process run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=$1 CONFIG=$2 WORKDIR=$3
+shift 3
+if [ "$N" = 1 ]; then
+  exec .venv/bin/python -m livt_jax.main --config="$CONFIG" --workdir="$WORKDIR" "$@"
+fi
+PORT=$(.venv/bin/python -c 'import portpicker; print(portpicker.pick_unused_port())')
+pids=()
+for ((i = 0; i < N; i++)); do
+  JAX_PLATFORMS=cpu LIVT_COORDINATOR_ADDRESS=localhost:$PORT LIVT_NUM_PROCESSES=$N LIVT_PROCESS_ID=$i \
+    .venv/bin/python -m livt_jax.main --config="$CONFIG" --workdir="$WORKDIR" "$@" \
+    > >(sed "s/^/[process $i] /") 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status
