@@ -112,3 +112,34 @@ def test_nan_guard_keeps_state_and_reports():
     np.testing.assert_array_equal(a, b)
   with pytest.raises(train.NonFiniteError, match='NaN/inf at step 7'):
     train._check_finite([(7, metrics['finite'])], 'bft', '/tmp/x')  # pylint: disable=protected-access
+
+
+def _losses_after_steps(config, stage_name, n_steps=3):
+  mesh = _mesh(config, 1)
+  stage = train.build_stage(config, stage_name, mesh, 1000, 1, 10)
+  loss_fn = (steps.mgp_loss_fn(stage.model) if stage_name == 'mgp'
+             else steps.bft_loss_fn(stage.model, config, COUNTS))
+  state = stage.init_state(jax.random.key(0), None)
+  step = train.compile_step(stage, loss_fn, mesh, config)
+  rng, losses = np.random.default_rng(5), []
+  for _ in range(n_steps):
+    state, metrics = step(state, sharding.global_batch(_batch(rng), mesh))
+    losses.append(float(metrics['loss']))
+  return losses, state
+
+
+@pytest.mark.parametrize('stage_name', ['mgp', 'bft'])
+def test_bf16_compute_stays_close_to_float32(stage_name):
+  ref, _ = _losses_after_steps(tiny_config(), stage_name)
+  bf16, state = _losses_after_steps(tiny_config(precision='bfloat16'), stage_name)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))  # f32 master params
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.opt_state)
+             if hasattr(x, 'dtype') and x.ndim)
+  np.testing.assert_allclose(bf16, ref, rtol=3e-2)
+  assert bf16 != ref  # bf16 really was used
+
+
+def test_remat_changes_memory_not_numbers():
+  ref, _ = _losses_after_steps(tiny_config(), 'bft', 2)
+  remat, _ = _losses_after_steps(tiny_config(remat=True), 'bft', 2)
+  np.testing.assert_allclose(remat, ref, rtol=1e-6)
