@@ -34,14 +34,24 @@ def get_config(arg=None):
   c.mgp.warmup_epochs = 1
   c.mgp.batch_size = 128
   c.mgp.base_lr = 2e-3
-  c.mgp.crop_scale_min = 0.35
+  # Fashion-MNIST items are centred at one scale and tested uncropped: strong scale jitter hurt
+  # (BFT crop scale 0.35 -> 0.8: 70.6% -> 76.5% top-1, measured here).
+  c.mgp.crop_scale_min = 0.8
 
   c.bft.image_size = 28
-  c.bft.epochs = 12
+  c.bft.epochs = 16
   c.bft.warmup_epochs = 1
   c.bft.batch_size = 128
   c.bft.base_lr = 2e-3
-  c.bft.crop_scale_min = 0.35
+  c.bft.crop_scale_min = 0.8
+  # The paper's BFT regularisers (RandAugment, random erasing, mixup/cutmix, label smoothing)
+  # are for 100 epochs; in this minutes-long schedule they cost accuracy (58.1% with them vs
+  # 70.6% without, same MGP encoder, measured here), so they are off. Turn them back on with
+  # e.g. --config.bft.mix_prob=1 --config.bft.randaug_num_ops=2.
+  c.bft.mix_prob = 0.0
+  c.bft.randaug_num_ops = 0
+  c.bft.random_erase_prob = 0.0
+  c.bft.label_smoothing = 0.0
 
   c.evaluate.batch_size = 1000
   c.log_every_steps = 50

@@ -34,6 +34,14 @@ def test_main_runs_mgp_bft_evaluate_and_writes_report(tmp_path):
   assert sorted(os.listdir(workdir / 'bft' / 'checkpoints'))[-1] == '3'
   assert os.listdir(workdir / 'tensorboard' / 'mgp')
 
+  # The saved model evaluated alone (here on 8 devices instead of 2) gives the same report.
+  config = tiny_config(stages='evaluate')
+  config.evaluate.checkpoint = str(workdir / 'bft' / 'checkpoints')
+  again = run.run(config, str(tmp_path / 'eval_only'))
+  assert again['num_examples'] == 10000
+  np.testing.assert_allclose(again['top1'], report['top1'], atol=2e-4)
+  np.testing.assert_allclose(again['per_class_accuracy'], report['per_class_accuracy'], atol=2e-3)
+
 
 def test_resume_gives_the_same_parameters(tmp_path):
   def params_after(workdir, *max_steps):
