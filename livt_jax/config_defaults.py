@@ -89,7 +89,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.mesh.data = -1
   c.mesh.fsdp = 1
 
-  c.precision = 'float32'         # 'float32' or 'bfloat16' (bf16 compute, f32 params/opt state)
+  # 'auto' (bfloat16 on GPU/TPU, float32 on CPU), 'float32', or 'bfloat16' (bf16 compute with
+  # float32 parameters and optimizer state).
+  c.precision = 'auto'
   c.remat = False
   c.grad_accum_steps = 1
   c.log_every_steps = 50

@@ -74,7 +74,7 @@ def describe(config, num_devices: int) -> str:
   lines = [
       f'stages: {", ".join(stages)}',
       f'devices: {num_devices} (mesh data={data_axis} x fsdp={fsdp_axis}), precision '
-      f'{config.precision}',
+      f'{factory.resolved_precision(config)} ({config.precision})',
       f'dataset: {info.name}, {num_classes} classes, {num_train} training images'
       + (f' (imbalance {config.dataset.imbalance:g})' if info.lt_n_max else '')
       + f', {info.test_size} test images; data '

@@ -9,7 +9,7 @@ from livt_jax.models import vit
 STAGES = ('mgp', 'bft', 'evaluate')
 LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
 BIAS_FORMS = ('paper', 'official')
-PRECISIONS = ('float32', 'bfloat16')
+PRECISIONS = ('auto', 'float32', 'bfloat16')
 
 
 class ConfigError(ValueError):

@@ -7,8 +7,15 @@ from livt_jax.models import mae
 from livt_jax.models import vit
 
 
+def resolved_precision(config) -> str:
+  """'auto' means bfloat16 compute on accelerators and float32 on CPU (where bf16 is slow)."""
+  if config.precision == 'auto':
+    return 'float32' if jax.default_backend() == 'cpu' else 'bfloat16'
+  return config.precision
+
+
 def compute_dtype(config):
-  return jnp.bfloat16 if config.precision == 'bfloat16' else jnp.float32
+  return jnp.bfloat16 if resolved_precision(config) == 'bfloat16' else jnp.float32
 
 
 def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.ViT:
