@@ -135,6 +135,17 @@ class Attention(nn.Module):
     return dense(d, ('heads', 'embed'), self.dtype, 'proj')(out)
 
 
+def gelu_erf(x: jax.Array) -> jax.Array:
+  """Exact GELU as PyTorch/timm write it: x/2 * (1 + erf(x / sqrt(2))).
+
+  The same function as `nn.gelu(x, approximate=False)`, which uses erfc instead: XLA expands
+  erfc into two polynomial branches with divisions, erf into one rational approximation. On CPU
+  the erfc fusions were ~11% of a ViT-Ti train step; with this form the step is ~15% faster.
+  Values agree to ~1e-6 (float32).
+  """
+  return 0.5 * x * (1.0 + jax.lax.erf(x * np.asarray(1.0 / np.sqrt(2.0), x.dtype)))
+
+
 class Mlp(nn.Module):
   """fc1 -> GELU -> fc2."""
   hidden: int
@@ -145,7 +156,7 @@ class Mlp(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     d = x.shape[-1]
     h = dense(self.hidden, ('embed', 'mlp'), self.dtype, 'fc1')(x)
-    h = nn.gelu(h, approximate=self.gelu_approximate)
+    h = nn.gelu(h, approximate=True) if self.gelu_approximate else gelu_erf(h)
     return dense(d, ('mlp', 'embed'), self.dtype, 'fc2')(h)
 
 
