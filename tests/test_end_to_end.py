@@ -48,7 +48,7 @@ def test_resume_gives_the_same_parameters(tmp_path):
     for m in max_steps:
       config = tiny_config(**{'stages': 'bft', 'max_steps': m, 'checkpoint_every_steps': 2})
       run.run(config, str(workdir))
-    from livt_jax import checkpointing, sharding, train  # pylint: disable=g-import-not-at-top
+    from livt_jax import sharding, train  # pylint: disable=g-import-not-at-top
     config = tiny_config(stages='bft')
     mesh = sharding.make_mesh(config)
     stage = train.build_stage(config, 'bft', mesh, 14886, 1, 10)

@@ -1,5 +1,4 @@
 """MAE: sin-cos table, masking, patchify, norm-pix loss and the decoder's un-shuffle, vs NumPy."""
-import math
 
 import flax.linen as nn
 import jax
@@ -10,6 +9,7 @@ import pytest
 from livt_jax.models import mae
 from livt_jax.models import posemb
 from livt_jax.models import vit
+import numpy_reference
 
 
 def _random_params(model, x, seed=0):
@@ -19,20 +19,6 @@ def _random_params(model, x, seed=0):
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, 0.3, s.shape), jnp.float32),
                       nn.unbox(shapes['params']))
-
-
-def _np_sincos(d, gh, gw):
-  """From the formula, element by element; the column coordinate fills the first half."""
-  out = np.zeros((1 + gh * gw, d))
-  q = d // 4
-  for r in range(gh):
-    for c in range(gw):
-      for k in range(q):
-        om = 10000.0 ** (-k / q)
-        row = 1 + r * gw + c
-        out[row, k], out[row, q + k] = math.sin(c * om), math.cos(c * om)
-        out[row, 2 * q + k], out[row, 3 * q + k] = math.sin(r * om), math.cos(r * om)
-  return out
 
 
 def _np_ln(x, p):
@@ -55,7 +41,7 @@ def _np_mae_loss(pred, target, mask, norm_pix):
 def test_sincos_2d_matches_the_formula(gh, gw):
   got = posemb.sincos_2d(16, gh, gw, cls_token=True)
   assert got.shape == (1 + gh * gw, 16) and got.dtype == np.float32
-  np.testing.assert_allclose(got, _np_sincos(16, gh, gw), atol=1e-6)
+  np.testing.assert_allclose(got, numpy_reference.sincos_2d(16, gh, gw), atol=1e-6)
   np.testing.assert_array_equal(got[0], 0.0)
   np.testing.assert_array_equal(posemb.sincos_2d(16, gh, gw, cls_token=False), got[1:])
   with pytest.raises(ValueError, match='divisible by 4'):
@@ -132,10 +118,12 @@ def test_decoder_unshuffle_matches_numpy_reference():
   enc = p64['encoder']
   patches = np.asarray(mae.patchify(x, 2), np.float64)
   kern = enc['patch_embed']['kernel'].reshape(12, 16)
-  tok = _np_ln(patches @ kern + enc['patch_embed']['bias'] + _np_sincos(16, 3, 2)[1:],
+  enc_posemb = numpy_reference.sincos_2d(16, 3, 2)[1:]
+  tok = _np_ln(patches @ kern + enc['patch_embed']['bias'] + enc_posemb,
                enc['encoder_norm'])
   dec = tok @ p64['decoder_embed']['kernel'] + p64['decoder_embed']['bias']
-  dec = np.where(mask[..., None] > 0, p64['mask_token'], dec) + _np_sincos(8, 3, 2)[1:]
+  dec_posemb = numpy_reference.sincos_2d(8, 3, 2)[1:]
+  dec = np.where(mask[..., None] > 0, p64['mask_token'], dec) + dec_posemb
   want = _np_ln(dec, p64['decoder_norm']) @ p64['decoder_pred']['kernel'] + p64[
       'decoder_pred']['bias']
   np.testing.assert_allclose(np.asarray(aux['pred']), want, rtol=1e-4, atol=1e-5)

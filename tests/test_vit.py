@@ -9,6 +9,7 @@ import pytest
 from jax.sharding import AxisType, Mesh, PartitionSpec as P
 
 from livt_jax.models import vit
+import numpy_reference
 
 # timm's parameter counts (patch 16, 224 px, 1000 classes, learned 197-row pos_embed).
 TIMM_COUNTS = {'Ti': 5_717_416, 'S': 22_050_664, 'B': 86_567_656, 'L': 304_326_632}
@@ -62,20 +63,6 @@ def _gelu(x):
   return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
-def _posemb(d, gh, gw):
-  """Written from the formula, loop by loop: column coordinate in the first half."""
-  out = np.zeros((1 + gh * gw, d))
-  q = d // 4
-  for r in range(gh):
-    for c in range(gw):
-      for k in range(q):
-        om = 1.0 / 10000 ** (k / q)
-        row = 1 + r * gw + c
-        out[row, k], out[row, q + k] = math.sin(c * om), math.cos(c * om)
-        out[row, 2 * q + k], out[row, 3 * q + k] = math.sin(r * om), math.cos(r * om)
-  return out
-
-
 def _np_vit(params, images, patch, heads, pool):
   enc = params['encoder']
   b, h, w, c = images.shape
@@ -88,7 +75,7 @@ def _np_vit(params, images, patch, heads, pool):
   k = enc['patch_embed']['kernel']
   x = patches @ k.reshape(-1, k.shape[-1]) + enc['patch_embed']['bias']
   d = x.shape[-1]
-  x = x + _posemb(d, gh, gw)[1:]
+  x = x + numpy_reference.sincos_2d(d, gh, gw)[1:]
   x = np.concatenate([np.broadcast_to(enc['cls_token'], (b, 1, d)), x], axis=1)
   hd = d // heads
   i = 0
