@@ -10,7 +10,7 @@ on purpose: this measures the step alone.
     python -m livt_jax.benchmark --variant Ti --image_size 32 --patch 4 --batch 128
     python -m livt_jax.benchmark --stages bft --vs_torch --repeats 3 --json /tmp/bench.json
 
-`--vs_torch` times the same model in PyTorch in the same process (timm's `VisionTransformer`
+`--vs_torch` times the same model in PyTorch in a child process (timm's `VisionTransformer`
 and timm `Block`s for the MAE; needs the separate benchmark venv, see requirements-benchmark.txt):
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements.txt -r requirements-benchmark.txt
@@ -33,7 +33,9 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -42,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from livt_jax import config_defaults
+from livt_jax import host_malloc
 from livt_jax import losses
 from livt_jax import sharding
 from livt_jax import steps
@@ -676,7 +679,74 @@ def parse_args(argv=None):
                  help='peak FLOP/s per device in TFLOP/s for MFU (default: looked up)')
   p.add_argument('--profile_dir', default=None, help='write a jax.profiler trace here')
   p.add_argument('--json', default=None, help='also save the results here')
+  # Internal: the PyTorch side runs in a child process (see `TorchChild`).
+  p.add_argument('--torch_child', action='store_true', help=argparse.SUPPRESS)
   return p.parse_args(argv)
+
+
+class TorchChild:
+  """The PyTorch runners, in a child process started with the user's own malloc settings.
+
+  The JAX side runs with the glibc tunables `host_malloc` sets for CPU runs (as the engine
+  does); PyTorch is timed as its users run it, in a process with the environment from before
+  that re-exec. The child takes one command per line on stdin ('round STAGE N', 'finish FLOPS')
+  and answers on stdout, so timed rounds still alternate between the frameworks (which is what
+keeps the comparison fair on a machine whose speed drifts by 10-20% from minute to minute).
+  """
+
+  def __init__(self, argv: list[str]):
+    cmd = [sys.executable, '-m', 'livt_jax.benchmark', *argv, '--torch_child']
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 env=host_malloc.untuned_environ(os.environ))
+    self._reply()  # built and warmed up
+
+  def _reply(self) -> str:
+    for line in self.proc.stdout:
+      if line.startswith(_CHILD_REPLY):
+        return line[len(_CHILD_REPLY):].strip()
+      print(line, end='')  # the child's own output (warnings), passed through
+    raise RuntimeError(f'the PyTorch benchmark child exited with code {self.proc.wait()}')
+
+  def _ask(self, command: str) -> str:
+    self.proc.stdin.write(command + '\n')
+    self.proc.stdin.flush()
+    return self._reply()
+
+  def runner(self, stage: str):
+    child = self
+
+    class Remote:  # pylint: disable=too-few-public-methods
+      def timed_round(self, n: int):
+        child._ask(f'round {stage} {n}')  # pylint: disable=protected-access
+    return Remote()
+
+  def finish(self, flops: dict, peak_tflops: float | None) -> list[dict]:
+    """The child's results, with the FLOPs per step XLA counted for the same model."""
+    results = json.loads(self._ask('finish ' + json.dumps({'flops': flops, 'peak': peak_tflops})))
+    self.proc.wait()
+    return results
+
+
+_CHILD_REPLY = '@@livt_benchmark '
+
+
+def serve_torch_child(args, stages: list[str]) -> None:
+  """The child's side of `TorchChild`."""
+  runners = {s: build_torch_runner(s, args, None) for s in stages}
+  print(_CHILD_REPLY + 'ready', flush=True)
+  for line in sys.stdin:
+    command, rest = line.strip().split(' ', 1)
+    if command == 'round':
+      stage, n = rest.split()
+      runners[stage].timed_round(int(n))
+      print(_CHILD_REPLY + 'done', flush=True)
+    elif command == 'finish':
+      told = json.loads(rest)
+      for stage, r in runners.items():
+        r.flops = told['flops'].get(stage)
+      results = [summarise(r, args, told['peak']) for r in runners.values()]
+      print(_CHILD_REPLY + json.dumps(results), flush=True)
+      return
 
 
 def main(argv=None):
@@ -685,6 +755,9 @@ def main(argv=None):
   bad = [s for s in stages if s not in ('mgp', 'bft')]
   if bad or not stages:
     sys.exit(f'--stages={args.stages!r}: use a comma-separated subset of mgp,bft')
+  if args.torch_child:  # before touching JAX's devices (on a GPU, JAX would claim its memory)
+    serve_torch_child(args, stages)
+    return []
   load_before = ' '.join(f'{x:.2f}' for x in os.getloadavg())
   config = make_config(args)
   mesh = sharding.make_mesh(config)
@@ -693,18 +766,21 @@ def main(argv=None):
   if peak is None and device.platform != 'cpu':
     peak = peak_tflops_for(device.device_kind)
 
-  runners = []
-  for stage in stages:
-    jr = build_jax_runner(stage, args, mesh)
-    runners.append(jr)
-    if args.vs_torch:
-      runners.append(build_torch_runner(stage, args, jr.flops))
+  jax_runners = [build_jax_runner(stage, args, mesh) for stage in stages]
+  runners = list(jax_runners)
+  child = None
+  if args.vs_torch:
+    child = TorchChild(list(sys.argv[1:] if argv is None else argv))
+    runners += [child.runner(stage) for stage in stages]
   # Timed rounds alternate between the runners, so a change of load hits all alike.
   for _ in range(args.repeats):
     for r in runners:
       r.timed_round(args.steps)
 
-  results = [summarise(r, args, peak) for r in runners]
+  results = [summarise(r, args, peak) for r in jax_runners]
+  if child:
+    torch_results = child.finish({r.stage: r.flops for r in jax_runners}, peak)
+    results = [x for stage in stages for x in results + torch_results if x['stage'] == stage]
   meta = {
       'variant': args.variant, 'image_size': args.image_size, 'patch': args.patch,
       'batch': args.batch, 'precision': args.precision, 'gelu': args.gelu,
@@ -724,4 +800,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  host_malloc.reexec_if_useful()
   main()

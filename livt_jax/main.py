@@ -13,6 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from livt_jax import host_malloc
+
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and the report go.')
 flags.DEFINE_bool('dry_run', False, 'Validate and resolve the config, print it, and exit.')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback for configuration/data errors.')
@@ -31,6 +33,9 @@ def _main(argv):
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
+  if host_malloc.is_tuned():
+    logging.info('CPU run: glibc malloc tunables set (%s); LIVT_MALLOC_TUNING=0 turns this off',
+                 host_malloc.TUNABLES)
   try:
     validate.validate(config, jax.device_count(), check_data=not FLAGS.dry_run)
     if FLAGS.dry_run:
@@ -51,6 +56,7 @@ def _main(argv):
 
 
 def main():
+  host_malloc.reexec_if_useful()  # CPU-only hosts: faster XLA steps (see host_malloc)
   flags.mark_flag_as_required('config')
   app.run(lambda argv: sys.exit(_main(argv)))
 
