@@ -22,6 +22,11 @@ which timm imports), an in-file replica of timm's ViT block (same modules, same 
 XLA flags go through the environment as usual, e.g.
 `XLA_FLAGS=--xla_dump_to=/tmp/dump python -m livt_jax.benchmark ...`; `--profile_dir` writes a
 `jax.profiler` trace of the first timed steps (open it with TensorBoard or Perfetto).
+
+On a CPU-only host the script restarts itself with the glibc malloc tunables the engine uses
+(`livt_jax/host_malloc.py`), so the JAX figures are what `livt_jax.main` gets; the PyTorch side
+runs in a child process with the environment the script was started with. The machine's speed
+drifts (10-20% over minutes on a shared VM): compare frameworks with `--repeats 3` or more.
 """
 import argparse
 import dataclasses
