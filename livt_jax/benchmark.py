@@ -54,6 +54,7 @@ from livt_jax import losses
 from livt_jax import sharding
 from livt_jax import steps
 from livt_jax import train
+from livt_jax.data import longtail
 from livt_jax.models import posemb
 from livt_jax.models import vit
 
@@ -122,11 +123,10 @@ def peak_rss_bytes() -> int:
 # Shared setup.
 
 
-def long_tail_counts(num_classes: int, imbalance: float = 100.0, n_max: int = 500) -> list[int]:
-  """CIFAR-LT style class counts n_max * imbalance^(-i / (C - 1)); only the Bal-BCE bias uses them."""
-  if num_classes == 1:
-    return [n_max]
-  return [max(1, int(n_max * imbalance ** (-i / (num_classes - 1)))) for i in range(num_classes)]
+def long_tail_counts(num_classes: int) -> list[int]:
+  """CIFAR-LT style class counts (500 images at the head, imbalance 100); only the Bal-BCE bias
+  uses them."""
+  return longtail.lt_class_sizes(500, num_classes, 100.0)
 
 
 def make_config(args):
@@ -717,13 +717,8 @@ keeps the comparison fair on a machine whose speed drifts by 10-20% from minute 
     self.proc.stdin.flush()
     return self._reply()
 
-  def runner(self, stage: str):
-    child = self
-
-    class Remote:  # pylint: disable=too-few-public-methods
-      def timed_round(self, n: int):
-        child._ask(f'round {stage} {n}')  # pylint: disable=protected-access
-    return Remote()
+  def timed_round(self, stage: str, n: int):
+    self._ask(f'round {stage} {n}')
 
   def finish(self, flops: dict, peak_tflops: float | None) -> list[dict]:
     """The child's results, with the FLOPs per step XLA counted for the same model."""
@@ -733,6 +728,16 @@ keeps the comparison fair on a machine whose speed drifts by 10-20% from minute 
 
 
 _CHILD_REPLY = '@@livt_benchmark '
+
+
+@dataclasses.dataclass
+class _ChildRunner:
+  """Stands for one of the child's runners in the parent's round-robin."""
+  child: TorchChild
+  stage: str
+
+  def timed_round(self, n: int):
+    self.child.timed_round(self.stage, n)
 
 
 def serve_torch_child(args, stages: list[str]) -> None:
@@ -776,7 +781,7 @@ def main(argv=None):
   child = None
   if args.vs_torch:
     child = TorchChild(list(sys.argv[1:] if argv is None else argv))
-    runners += [child.runner(stage) for stage in stages]
+    runners += [_ChildRunner(child, stage) for stage in stages]
   # Timed rounds alternate between the runners, so a change of load hits all alike.
   for _ in range(args.repeats):
     for r in runners:

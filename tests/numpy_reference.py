@@ -17,3 +17,10 @@ def sincos_2d(d, gh, gw):
         out[row, k], out[row, q + k] = math.sin(c * om), math.cos(c * om)
         out[row, 2 * q + k], out[row, 3 * q + k] = math.sin(r * om), math.cos(r * om)
   return out
+
+
+def layer_norm(x, p, eps=1e-6):
+  """LayerNorm over the last axis with the biased variance, then Flax's `scale` and `bias`."""
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * p['scale'] + p['bias']

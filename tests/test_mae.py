@@ -21,12 +21,6 @@ def _random_params(model, x, seed=0):
                       nn.unbox(shapes['params']))
 
 
-def _np_ln(x, p):
-  mu = x.mean(-1, keepdims=True)
-  return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-6) * p['scale'] + p[
-      'bias']
-
-
 def _np_mae_loss(pred, target, mask, norm_pix):
   pred, target, mask = (np.asarray(a, np.float64) for a in (pred, target, mask))
   if norm_pix:
@@ -119,12 +113,12 @@ def test_decoder_unshuffle_matches_numpy_reference():
   patches = np.asarray(mae.patchify(x, 2), np.float64)
   kern = enc['patch_embed']['kernel'].reshape(12, 16)
   enc_posemb = numpy_reference.sincos_2d(16, 3, 2)[1:]
-  tok = _np_ln(patches @ kern + enc['patch_embed']['bias'] + enc_posemb,
+  tok = numpy_reference.layer_norm(patches @ kern + enc['patch_embed']['bias'] + enc_posemb,
                enc['encoder_norm'])
   dec = tok @ p64['decoder_embed']['kernel'] + p64['decoder_embed']['bias']
   dec_posemb = numpy_reference.sincos_2d(8, 3, 2)[1:]
   dec = np.where(mask[..., None] > 0, p64['mask_token'], dec) + dec_posemb
-  want = _np_ln(dec, p64['decoder_norm']) @ p64['decoder_pred']['kernel'] + p64[
+  want = numpy_reference.layer_norm(dec, p64['decoder_norm']) @ p64['decoder_pred']['kernel'] + p64[
       'decoder_pred']['bias']
   np.testing.assert_allclose(np.asarray(aux['pred']), want, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(float(loss), _np_mae_loss(want, patches, mask, True), rtol=1e-4)

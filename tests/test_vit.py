@@ -49,12 +49,6 @@ def test_vit_b_count_exact():
 
 
 # ---------------------------------------------------------------- float64 NumPy reference
-def _ln(x, p):
-  mu = x.mean(-1, keepdims=True)
-  var = ((x - mu) ** 2).mean(-1, keepdims=True)
-  return (x - mu) / np.sqrt(var + 1e-6) * p['scale'] + p['bias']
-
-
 def _dense(x, p):
   return x @ p['kernel'] + p['bias']
 
@@ -81,7 +75,7 @@ def _np_vit(params, images, patch, heads, pool):
   i = 0
   while f'block_{i}' in enc:
     blk = enc[f'block_{i}']
-    y = _ln(x, blk['norm1'])
+    y = numpy_reference.layer_norm(x, blk['norm1'])
     qkv = _dense(y, blk['attn']['qkv']).reshape(b, -1, 3, heads, hd)
     q, kk, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     s = np.einsum('bqhd,bkhd->bhqk', q, kk) / math.sqrt(hd)
@@ -89,13 +83,13 @@ def _np_vit(params, images, patch, heads, pool):
     s /= s.sum(-1, keepdims=True)
     o = np.einsum('bhqk,bkhd->bqhd', s, v).reshape(b, -1, d)
     x = x + _dense(o, blk['attn']['proj'])
-    y = _ln(x, blk['norm2'])
+    y = numpy_reference.layer_norm(x, blk['norm2'])
     x = x + _dense(_gelu(_dense(y, blk['mlp']['fc1'])), blk['mlp']['fc2'])
     i += 1
   if pool == 'gap':
-    feat = _ln(x[:, 1:].mean(1), params['fc_norm'])
+    feat = numpy_reference.layer_norm(x[:, 1:].mean(1), params['fc_norm'])
   else:
-    feat = _ln(x, enc['encoder_norm'])[:, 0]
+    feat = numpy_reference.layer_norm(x, enc['encoder_norm'])[:, 0]
   return _dense(feat, params['head'])
 
 
