@@ -57,6 +57,26 @@ def _gelu(x):
   return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
+def _np_attn_branch(blk, x, heads):
+  """attn(norm1(x)): the first residual branch of a block."""
+  b, _, d = x.shape
+  hd = d // heads
+  y = numpy_reference.layer_norm(x, blk['norm1'])
+  qkv = _dense(y, blk['attn']['qkv']).reshape(b, -1, 3, heads, hd)
+  q, kk, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+  s = np.einsum('bqhd,bkhd->bhqk', q, kk) / math.sqrt(hd)
+  s = np.exp(s - s.max(-1, keepdims=True))
+  s /= s.sum(-1, keepdims=True)
+  o = np.einsum('bhqk,bkhd->bqhd', s, v).reshape(b, -1, d)
+  return _dense(o, blk['attn']['proj'])
+
+
+def _np_mlp_branch(blk, x):
+  """mlp(norm2(x)): the second residual branch of a block."""
+  y = numpy_reference.layer_norm(x, blk['norm2'])
+  return _dense(_gelu(_dense(y, blk['mlp']['fc1'])), blk['mlp']['fc2'])
+
+
 def _np_vit(params, images, patch, heads, pool):
   enc = params['encoder']
   b, h, w, c = images.shape
@@ -71,20 +91,11 @@ def _np_vit(params, images, patch, heads, pool):
   d = x.shape[-1]
   x = x + numpy_reference.sincos_2d(d, gh, gw)[1:]
   x = np.concatenate([np.broadcast_to(enc['cls_token'], (b, 1, d)), x], axis=1)
-  hd = d // heads
   i = 0
   while f'block_{i}' in enc:
     blk = enc[f'block_{i}']
-    y = numpy_reference.layer_norm(x, blk['norm1'])
-    qkv = _dense(y, blk['attn']['qkv']).reshape(b, -1, 3, heads, hd)
-    q, kk, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    s = np.einsum('bqhd,bkhd->bhqk', q, kk) / math.sqrt(hd)
-    s = np.exp(s - s.max(-1, keepdims=True))
-    s /= s.sum(-1, keepdims=True)
-    o = np.einsum('bhqk,bkhd->bqhd', s, v).reshape(b, -1, d)
-    x = x + _dense(o, blk['attn']['proj'])
-    y = numpy_reference.layer_norm(x, blk['norm2'])
-    x = x + _dense(_gelu(_dense(y, blk['mlp']['fc1'])), blk['mlp']['fc2'])
+    x = x + _np_attn_branch(blk, x, heads)
+    x = x + _np_mlp_branch(blk, x)
     i += 1
   if pool == 'gap':
     feat = numpy_reference.layer_norm(x[:, 1:].mean(1), params['fc_norm'])
@@ -157,6 +168,75 @@ def test_drop_path_only_in_training_and_remat_gives_the_same_numbers():
   r = jax.jit(remat.apply, static_argnames='train')(
       variables, x, train=True, rngs={'dropout': jax.random.key(1)})
   np.testing.assert_allclose(r, tr[0], rtol=1e-5, atol=1e-5)
+
+
+def test_drop_path_drops_whole_samples_and_rescales_the_kept_ones():
+  x = np.random.default_rng(0).uniform(0.5, 1.5, (4000, 3, 4)).astype(np.float32)
+  masks = []
+  for rate in (0.1, 0.5, 0.8):
+    keep = 1.0 - rate
+    out = np.asarray(vit.drop_path(jnp.asarray(x), rate, jax.random.key(7)))
+    dropped = np.all(out == 0, axis=(1, 2))
+    kept = np.all(np.abs(out - x / keep) <= 1e-6 * x / keep, axis=(1, 2))
+    assert np.all(dropped ^ kept)  # per sample: the whole branch, or none of it (scaled)
+    # The dropped share is the rate (binomial, 4 sigma).
+    assert abs(dropped.mean() - rate) < 4 * math.sqrt(rate * keep / len(x)), (rate, dropped.mean())
+    # Unbiased: the mean over samples is the input's.
+    np.testing.assert_allclose(out.mean(0) / x.mean(0), 1.0, atol=6 * math.sqrt(rate / keep / len(x)))
+    masks.append(dropped)
+  other = np.asarray(vit.drop_path(jnp.asarray(x), 0.5, jax.random.key(8)))
+  assert not np.array_equal(np.all(other == 0, axis=(1, 2)), masks[1])  # the key decides
+
+
+def test_block_drop_path_draws_each_branch_per_sample():
+  block = vit.Block(num_heads=2, drop_path=0.5)
+  x = _images((200, 3, 16))
+  params = random_params(block, x)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  x64 = np.asarray(x, np.float64)
+
+  def reference(keep_attn, keep_mlp, scale):
+    y = x64 + keep_attn * scale * _np_attn_branch(p64, x64, 2)
+    return y + keep_mlp * scale * _np_mlp_branch(p64, y)
+
+  # One compile for both modes (eager dispatch of every small op is slower here).
+  eval_out, got = jax.jit(lambda v, k: (block.apply(v, x, False),
+                                        block.apply(v, x, True, rngs={'dropout': k})))(
+                                            {'params': params}, jax.random.key(3))
+  # Eval: both branches, unscaled.
+  np.testing.assert_allclose(eval_out, reference(1, 1, 1.0), rtol=1e-4, atol=1e-4)
+  # Train: each sample matches one of the 4 (attn kept?, mlp kept?) outcomes, kept branches
+  # scaled by 1 / keep_prob = 2; the two branches are drawn independently, each kept ~half.
+  got = np.asarray(got)
+  outcomes = [(a, m) for a in (0, 1) for m in (0, 1)]
+  err = np.stack([np.abs(got - reference(a, m, 2.0)).max(axis=(1, 2)) for a, m in outcomes])
+  best = err.argmin(0)
+  assert np.all(err[best, np.arange(len(x))] < 1e-3), err.min(0).max()
+  assert np.all(np.sort(err, 0)[1] > 0.1)  # the outcomes are far apart: no ambiguity
+  counts = np.bincount(best, minlength=4)
+  assert counts.min() > 25, counts  # all four, ~50 each
+  kept_attn = np.isin(best, (2, 3)).mean()
+  kept_mlp = np.isin(best, (1, 3)).mean()
+  assert 0.36 < kept_attn < 0.64 and 0.36 < kept_mlp < 0.64, (kept_attn, kept_mlp)
+
+
+def test_drop_path_rate_grows_linearly_with_depth(monkeypatch):
+  calls = []
+
+  def recording_drop_path(x, rate, rng):
+    calls.append(rate)
+    return x
+
+  monkeypatch.setattr(vit, 'drop_path', recording_drop_path)
+  enc = vit.Encoder(width=16, depth=4, num_heads=2, patch_size=4, drop_path=0.3)
+  x = jnp.zeros((1, 4, 4, 1))
+  variables = {'params': random_params(enc, x)}
+  jax.eval_shape(lambda: enc.apply(variables, x, train=True, rngs={'dropout': jax.random.key(0)}))
+  # timm: linspace(0, rate, depth); block 0 (rate 0) draws nothing; both branches per block.
+  np.testing.assert_allclose(calls, np.repeat([0.1, 0.2, 0.3], 2), rtol=1e-6)
+  calls.clear()
+  jax.eval_shape(lambda: enc.apply(variables, x, train=False))
+  assert calls == []
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
