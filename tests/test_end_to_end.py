@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from livt_jax import run
-from test_engine import tiny_config
+from engine_helpers import tiny_config
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 

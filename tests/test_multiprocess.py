@@ -14,7 +14,7 @@ import portpicker
 
 from livt_jax import sharding
 from livt_jax import train
-from test_engine import tiny_config
+from engine_helpers import tiny_config
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 ARGS = ['--config=configs/fashion_mnist_lt.py', '--config.stages=bft,evaluate',
