@@ -51,7 +51,7 @@ def update_distance(start, a, b) -> tuple[float, float]:
   return float(np.linalg.norm(x - y) / max(moved, 1e-30)), float(np.abs(x - s).max())
 
 
-def assert_same_training(start, a, b, rel=1e-3, min_move=1e-4):
+def assert_same_training(start, a, b, rel=1e-3, min_move=1e-4, max_move=1e-2):
   """Two runs from `start` made the same updates: they moved, and ended together.
 
   Adam turns rounding-level gradients (e.g. of the key bias, whose true gradient is 0) into
@@ -61,4 +61,5 @@ def assert_same_training(start, a, b, rel=1e-3, min_move=1e-4):
   """
   distance, moved = update_distance(start, a, b)
   assert moved > min_move, f'parameters barely moved ({moved:.2e}): the test cannot tell'
+  assert moved < max_move, f'parameters moved {moved:.2e}: is `start` where the runs began?'
   assert distance < rel, f'runs differ by {distance:.2e} of their update (limit {rel})'

@@ -58,8 +58,8 @@ def test_sharded_training_matches_single_device(stage_name):
   for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(start8)):
     np.testing.assert_array_equal(a, b)  # same initial parameters on any mesh
   assert len(set(np.round(l1, 4))) == len(l1)  # the loss changed from step to step
-  np.testing.assert_allclose(l8, l1, rtol=2e-5)
   assert_same_training(start, p1, p8)
+  np.testing.assert_allclose(l8, l1, rtol=2e-5)
 
   # Gradients of the same parameters agree elementwise (no optimizer in between).
   config = past_warmup()
@@ -83,8 +83,8 @@ def test_gradient_accumulation_equals_one_big_batch(n_devices):
                                                  'bft.drop_path': 0.0})
     out[k] = _train(config, 'bft', n_devices, n_steps=3)
   (start, p1, l1, _, _), (_, p4, l4, _, _) = out[1], out[4]
-  np.testing.assert_allclose(l4, l1, rtol=1e-5)
   assert_same_training(start, p1, p4)
+  np.testing.assert_allclose(l4, l1, rtol=1e-5)
 
 
 def test_nan_guard_keeps_state_and_reports():
@@ -117,7 +117,7 @@ def test_bf16_compute_stays_close_to_float32(stage_name):
   assert bf16_losses != ref_losses  # bf16 really was used
   # Adam's sign-like first steps amplify bf16 rounding on small gradients, so the updates
   # agree in direction, not to float32 precision.
-  assert_same_training(start, ref, bf16, rel=0.35)
+  assert_same_training(start, ref, bf16, rel=0.15)
 
 
 def test_remat_changes_memory_not_numbers():
