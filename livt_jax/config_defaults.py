@@ -96,6 +96,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.grad_accum_steps = 1
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
+  # Also save when this much time passed since the last save (0: off), so a slow pod step cannot
+  # leave hours unsaved. SIGTERM/SIGINT always save the step they interrupt.
+  c.checkpoint_every_minutes = 30.0
   c.keep_checkpoints = 2
   c.max_steps = ml_collections.config_dict.placeholder(int)  # stop each stage here (smoke runs); the schedule still spans the epochs
   c.profile = False

@@ -1,4 +1,6 @@
 """Runs a classifier over a whole evaluation split, sharded, and computes the LiVT metrics."""
+import time
+
 import jax
 import numpy as np
 
@@ -21,10 +23,16 @@ def collect_logits(config, model, params, params_sharding, source, info, mesh):
   predict = predict_fn(model, mesh, params_sharding)
   image_size, batch_size = config.bft.image_size, config.evaluate.batch_size
   all_logits, all_labels = [], []
-  for batch in pipeline.eval_batches(
+  batches = pipeline.eval_batches(
       source, dataset_info=info, image_size=image_size, global_batch_size=batch_size,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer):
+      read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer)
+  quarters = {len(batches) * q // 4 for q in (1, 2, 3)} - {0}
+  t0 = time.perf_counter()
+  for i, batch in enumerate(batches, 1):
+    if i - 1 in quarters and jax.process_index() == 0:
+      rate = (i - 1) * batch_size / max(time.perf_counter() - t0, 1e-9)
+      print(f'livt_jax: evaluate {i - 1}/{len(batches)} batches | {rate:.0f} img/s', flush=True)
     logits, labels, mask = jax.device_get(predict(params, sharding.global_batch(batch, mesh)))
     keep = np.asarray(mask).astype(bool)
     all_logits.append(np.asarray(logits)[keep])

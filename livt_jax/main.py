@@ -5,8 +5,15 @@ r"""LiVT entry point.
   python -m livt_jax.main --config=configs/places_lt.py --config.bft.tau=1.05 --workdir=...
 
 Any config field can be overridden with --config.FIELD=VALUE (ml_collections config_flags).
+
+Exit codes: 0 done; 2 a configuration or data error (one line says what to do); 75 stopped by
+SIGTERM/SIGINT after saving a checkpoint (rerun the same command to resume); 1 anything else.
 """
+import logging as std_logging
+from logging import handlers as std_log_handlers
+import os
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -18,19 +25,60 @@ from livt_jax import host_malloc
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and the report go.')
 flags.DEFINE_bool('dry_run', False, 'Validate and resolve the config, print it, and exit.')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback for configuration/data errors.')
+flags.DEFINE_bool('verbose', False, 'Show library INFO logs (orbax, absl, jax) on the console '
+                  'too; by default they only go to the log file in WORKDIR/logs.')
 config_flags.DEFINE_config_file('config', None, 'A config file under configs/.', lock_config=True)
 FLAGS = flags.FLAGS
+
+
+def _quiet_console():
+  """Library INFO logs stop reaching the console; they are held until the log file opens."""
+  if FLAGS.verbose:
+    return None
+  logging.get_absl_handler().setLevel(std_logging.WARNING)
+  held = std_log_handlers.MemoryHandler(capacity=100_000, flushLevel=std_logging.CRITICAL + 1)
+  held.setLevel(std_logging.INFO)
+  std_logging.getLogger().addHandler(held)
+  return held
+
+
+def _route_logs(held, workdir: str | None, process_index: int):
+  """Library INFO logs go to a log file, the console keeps warnings and our own lines."""
+  if held is None:
+    return None
+  std_logging.getLogger().removeHandler(held)
+  if workdir is None:
+    held.close()
+    return None
+  from livt_jax import paths  # pylint: disable=g-import-not-at-top
+  if workdir and not paths.is_uri(workdir):
+    log_dir = os.path.join(os.path.abspath(workdir), 'logs')
+  else:  # a gs:// workdir: Python's file logging needs a local file
+    log_dir = os.path.join(tempfile.gettempdir(), 'livt_jax_logs')
+  os.makedirs(log_dir, exist_ok=True)
+  path = os.path.join(log_dir, f'livt_jax.{process_index}.log')
+  handler = std_logging.FileHandler(path)
+  handler.setLevel(std_logging.INFO)
+  handler.setFormatter(std_logging.Formatter(
+      '%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s'))
+  std_logging.getLogger().addHandler(handler)
+  held.setTarget(handler)
+  held.close()  # flushes what was held into the file
+  return path
 
 
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  held = _quiet_console()
   # Imports after flag parsing: jax must see the distributed/platform settings first.
   from livt_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.maybe_initialize()
   import jax  # pylint: disable=g-import-not-at-top
   from livt_jax import plan  # pylint: disable=g-import-not-at-top
+  from livt_jax import preemption  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
+  log_file = _route_logs(held, None if FLAGS.dry_run else FLAGS.workdir, jax.process_index())
 
   config = FLAGS.config
   if host_malloc.is_tuned():
@@ -45,7 +93,13 @@ def _main(argv):
     if not FLAGS.workdir:
       raise validate.ConfigError('--workdir is required to train (or pass --dry_run)')
     from livt_jax import run  # pylint: disable=g-import-not-at-top
+    if log_file and jax.process_index() == 0:
+      print(f'livt_jax: library logs in {log_file} (--verbose shows them here)', flush=True)
     run.run(config, FLAGS.workdir)
+  except preemption.Preempted as e:
+    if jax.process_index() == 0:
+      print(f'livt_jax: {e}', flush=True)
+    return preemption.EXIT_PREEMPTED
   except (ValueError, FileNotFoundError) as e:
     if FLAGS.traceback:
       raise
@@ -57,6 +111,11 @@ def _main(argv):
 
 def main():
   host_malloc.reexec_if_useful()  # CPU-only hosts: faster XLA steps (see host_malloc)
+  if '--verbose' not in sys.argv:
+    # TensorFlow (TensorBoard writing, TFDS only: it computes nothing here) prints C++ INFO
+    # lines at import, one of them about its oneDNN kernels.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   flags.mark_flag_as_required('config')
   app.run(lambda argv: sys.exit(_main(argv)))
 

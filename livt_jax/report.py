@@ -1,7 +1,8 @@
 """Writes the evaluation report: JSON, a Markdown table, and two PNG plots."""
+import io
 import json
-import os
 
+from etils import epath
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -41,9 +42,7 @@ def plot_reliability(result: dict, path: str):
   ax.set(xlabel='confidence', ylabel='accuracy', xlim=(0, 1), ylim=(0, 1),
          title=f'ECE {_pct(result["ece"])}%  MCE {_pct(result["mce"])}%')
   ax.legend(loc='upper left')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def plot_per_class(result: dict, class_counts, path: str):
@@ -55,19 +54,27 @@ def plot_per_class(result: dict, class_counts, path: str):
          ylim=(0, 100), title='per-class accuracy vs training count')
   for t in (result['convention']['many_threshold'], result['convention']['few_threshold']):
     ax.axvline(t, color='gray', ls=':')
+  _save(fig, path)
+
+
+def _save(fig, path):
+  """PNG bytes written through epath, so `path` may be gs://."""
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
+  epath.Path(path).write_bytes(buffer.getvalue())
 
 
-def write(result: dict, class_counts, out_dir: str, title: str) -> str:
-  """Writes report.json, report.md and the plots to `out_dir`; returns the Markdown."""
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, 'report.json'), 'w') as f:
-    json.dump({**result, 'class_counts': [int(c) for c in class_counts]}, f, indent=1)
+def write(result: dict, class_counts, out_dir, title: str) -> str:
+  """Writes report.json, report.md and the plots to `out_dir` (local or gs://); returns the
+  Markdown."""
+  out_dir = epath.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  (out_dir / 'report.json').write_text(json.dumps(
+      {**result, 'class_counts': [int(c) for c in class_counts]}, indent=1))
   md = markdown(result, title)
-  with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-    f.write(md)
-  plot_reliability(result, os.path.join(out_dir, 'reliability.png'))
-  plot_per_class(result, class_counts, os.path.join(out_dir, 'per_class_accuracy.png'))
+  (out_dir / 'report.md').write_text(md)
+  plot_reliability(result, out_dir / 'reliability.png')
+  plot_per_class(result, class_counts, out_dir / 'per_class_accuracy.png')
   return md

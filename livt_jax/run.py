@@ -1,12 +1,11 @@
 """Runs the configured LiVT stages in order: MGP -> BFT -> evaluate."""
-import json
 import os
 
-from absl import logging
 from clu import metric_writers
 import jax
 
 from livt_jax import evaluate
+from livt_jax import paths
 from livt_jax import report
 from livt_jax import sharding
 from livt_jax import steps
@@ -15,80 +14,111 @@ from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources
 
+SCRATCH = 'scratch'  # bft.init_from value that asks for a randomly initialised encoder
 
-def _say(msg: str):
-  logging.info(msg)
-  if jax.process_index() == 0:
-    print(f'livt_jax: {msg}', flush=True)
+_say = train.say
 
 
-def run(config, workdir: str) -> dict | None:
+def _encoder_source(config, stages, workdir, build):
+  """Where BFT's encoder comes from when it starts fresh: (description, loader or None).
+
+  In order: MGP of this run; bft.init_from (a checkpoint dir, or 'scratch'); a MGP checkpoint
+  already in this workdir. With none of them BFT does not start (ConfigError): fine-tuning a
+  random encoder has to be asked for.
+  """
+  init_from = config.bft.init_from
+  if 'mgp' in stages:
+    where = workdir / 'mgp' / 'checkpoints'
+  elif init_from == SCRATCH:
+    return 'random initialisation (bft.init_from=scratch)', None
+  elif init_from:
+    where = paths.resolve(init_from)
+  else:
+    where = workdir / 'mgp' / 'checkpoints'
+    step = train.latest_step(config, where)
+    if step is None:
+      raise validate.ConfigError(
+          f'config.bft.init_from is unset and {workdir} holds no MGP checkpoint: BFT needs a '
+          'pretrained encoder. Run MGP first (--config.stages=mgp,bft,evaluate), point '
+          '--config.bft.init_from at WORKDIR/mgp/checkpoints of an MGP run, or fine-tune from '
+          f'random initialisation with --config.bft.init_from={SCRATCH}')
+    total = build('mgp').plan.run_steps
+    note = '' if step >= total else f' (MGP unfinished: step {step} of {total})'
+    return f'the MGP checkpoint in this workdir, {where}{note}', _loader(config, build, where)
+  return f'{where}', _loader(config, build, where)
+
+
+def _loader(config, build, where):
+  return lambda: train.encoder_from(train.load_params(config, build('mgp'), where))
+
+
+def run(config, workdir) -> dict | None:
   """Runs every stage of `config.stages`; returns the evaluation result if evaluated."""
   jax.config.update('jax_threefry_partitionable', True)  # masks independent of the sharding
   stages = validate.parse_stages(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.resolve(workdir)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1))
   mesh = sharding.make_mesh(config)
   info = registry.get_info(config.dataset.name)
   train_source = sources.load_source(config.dataset, 'train')
   counts = train_source.class_counts
   if jax.process_index() == 0:
-    sources.save_class_counts(os.path.join(workdir, 'class_counts.json'), counts,
+    sources.save_class_counts(os.fspath(workdir / 'class_counts.json'), counts,
                               getattr(train_source, 'class_names', None))
   channels = info.num_channels
   _say(f'{info.name}: {len(train_source)} training images, {len(counts)} classes '
        f'(largest {max(counts)}, smallest {min(counts)}); stages {",".join(stages)}; '
-       f'{jax.device_count()} devices')
+       f'devices {jax.device_count()}; workdir {workdir}')
 
   def build(name):
     return train.build_stage(config, name, mesh, len(train_source), channels,
                              train_source.num_classes)
 
-  encoder = None
+  # Checked before anything trains, so a missing encoder costs no MGP time.
+  encoder = _encoder_source(config, stages, workdir, build) if 'bft' in stages else None
+
   if 'mgp' in stages:
     mgp = build('mgp')
-    _say(f'mgp: {mgp.plan.total_steps} steps of {mgp.plan.global_batch} images')
-    state = train.train(config, mgp, steps.mgp_loss_fn(mgp.model), train_source, info, mesh,
-                        workdir)
-    encoder = train.encoder_from(state.params)
-    _say(f'mgp: done, checkpoints in {os.path.join(workdir, "mgp", "checkpoints")}')
-  elif 'bft' in stages and config.bft.init_from:
-    encoder = train.encoder_from(train.load_params(config, build('mgp'), config.bft.init_from))
-    _say(f'bft: encoder initialised from {config.bft.init_from}')
+    _say(f'mgp: {mgp.plan.run_steps} steps of {mgp.plan.global_batch} images')
+    train.train(config, mgp, steps.mgp_loss_fn(mgp.model), train_source, info, mesh, workdir)
+    _say(f'mgp: done, checkpoints in {workdir / "mgp" / "checkpoints"}')
+    del mgp  # the MGP train state is gone before BFT allocates its own
 
-  params, bft = None, None
+  bft = None
   if 'bft' in stages:
     bft = build('bft')
-    if encoder is None:
-      _say('bft: no MGP encoder (stage not run, bft.init_from unset): fine-tuning from scratch')
-    _say(f'bft: {bft.plan.total_steps} steps of {bft.plan.global_batch} images, loss '
-         f'{config.bft.loss}')
+    description, init_encoder = encoder
+    _say(f'bft: {bft.plan.run_steps} steps of {bft.plan.global_batch} images, loss '
+         f'{config.bft.loss}; encoder from {description} (unless resuming)')
     loss_fn = steps.bft_loss_fn(bft.model, config, counts)
-    params = train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
-                         encoder_params=encoder).params
-    _say(f'bft: done, checkpoints in {os.path.join(workdir, "bft", "checkpoints")}')
+    train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
+                init_encoder=init_encoder)
+    _say(f'bft: done, checkpoints in {workdir / "bft" / "checkpoints"}')
 
   if 'evaluate' not in stages:
     return None
   bft = bft or build('bft')
-  if params is None:
-    params = train.load_params(config, bft, config.evaluate.checkpoint)
-    choice = f'checkpoint {config.evaluate.checkpoint}'
-  else:
+  if 'bft' in stages:
+    checkpoint = workdir / 'bft' / 'checkpoints'
     choice = 'final BFT model (no checkpoint selection on the test set)'
+  else:
+    checkpoint = paths.resolve(config.evaluate.checkpoint)
+    choice = f'checkpoint {checkpoint}'
+  params = train.load_params(config, bft, checkpoint)
   test_source = sources.load_source(config.dataset, 'test')
+  _say(f'evaluate: {len(test_source)} test images, {choice}')
   result = evaluate.evaluate(config, bft.model, params, bft.params_sharding, test_source, info,
                              mesh, counts)
   result.update(split='test', model_choice=choice, convention={
       'many_threshold': config.dataset.many_threshold,
       'few_threshold': config.dataset.few_threshold, 'num_bins': config.evaluate.num_bins})
   if jax.process_index() == 0:
-    out_dir = os.path.join(workdir, 'report')
+    out_dir = workdir / 'report'
     md = report.write(result, counts, out_dir,
                       f'LiVT on {info.name}: ViT-{config.model.variant}, loss {config.bft.loss}')
-    writer = metric_writers.create_default_writer(os.path.join(workdir, 'tensorboard', 'eval'))
+    writer = metric_writers.create_default_writer(os.fspath(workdir / 'tensorboard' / 'eval'))
     writer.write_scalars(0, {k: result[k] for k in ('top1', 'many', 'medium', 'few', 'ece', 'mce')
                              if result[k] is not None})
     writer.flush()

@@ -7,7 +7,7 @@ a NaN/inf guard that stops the run without saving anything corrupt.
 import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from clu import metric_writers
@@ -17,7 +17,9 @@ import jax
 
 from livt_jax import checkpointing
 from livt_jax import optim
+from livt_jax import paths
 from livt_jax import plan as plan_lib
+from livt_jax import preemption
 from livt_jax import sharding
 from livt_jax import steps
 from livt_jax import train_state
@@ -98,68 +100,127 @@ def _check_finite(pending: list, stage_name: str, ckpt_dir: str):
   pending.clear()
 
 
-def train(config, stage: Stage, loss_fn, source, info, mesh, workdir: str,
-          encoder_params=None):
-  """Trains one stage to its last step (resuming from the workdir); returns the final state."""
-  stage_dir = os.path.join(workdir, stage.name)
-  ckpt_dir = os.path.join(stage_dir, 'checkpoints')
+def _duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rest = divmod(seconds, 3600)
+  return f'{h}h{rest // 60:02d}m' if h else f'{rest // 60}m{rest % 60:02d}s'
+
+
+def progress_line(stage: str, step: int, total: int, images_per_sec: float, loss: float,
+                  lr: float, eta_seconds: float) -> str:
+  """The one console line per log step."""
+  width = len(str(total))
+  return (f'{stage} {step:>{width}}/{total} {100 * step / total:5.1f}% | '
+          f'{images_per_sec:7.0f} img/s | loss {loss:.4f} | lr {lr:.2e} | '
+          f'ETA {_duration(eta_seconds)}')
+
+
+def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
+          init_encoder: Callable[[], Any] | None = None):
+  """Trains one stage to its last step, resuming from the workdir.
+
+  Args:
+    init_encoder: called only when the stage starts fresh; returns the encoder parameters to
+      start from (BFT after MGP), or None for a random initialisation.
+
+  Returns:
+    The final train state, or None when the stage had already finished (nothing restored).
+
+  Raises:
+    preemption.Preempted: a SIGTERM/SIGINT arrived; the step it interrupted was saved.
+    NonFiniteError: the loss became NaN/inf.
+  """
+  ckpt_dir = paths.resolve(workdir) / stage.name / 'checkpoints'
   mngr = checkpointing.manager(ckpt_dir, config)
+  start, total = mngr.latest_step(), stage.plan.run_steps
+  if start is not None and start >= total:
+    logging.info('%s: already finished (%d steps)', stage.name, total)
+    mngr.close()
+    return None
   iterator = pipeline.train_iterator(
       source, stage=stage.name, stage_config=config[stage.name], dataset_info=info,
       global_batch_size=stage.plan.global_batch, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer)
-  if mngr.latest_step() is not None:
+  if start is not None:
     state = checkpointing.restore(mngr, stage.abstract_state, iterator)
-    logging.info('%s: resumed from step %d in %s', stage.name, int(state.step), ckpt_dir)
+    say(f'{stage.name}: resuming from step {int(state.step)} in {ckpt_dir}')
   else:
-    state = stage.init_state(jax.random.key(config.seed), encoder_params)
-  start, total = int(jax.device_get(state.step)), stage.plan.run_steps
-  if start >= total:
-    logging.info('%s: already finished (%d steps)', stage.name, total)
-    return state
+    encoder = init_encoder() if init_encoder is not None else None
+    state = stage.init_state(jax.random.key(config.seed), encoder)
+    del encoder
+  start = int(jax.device_get(state.step))
 
   step_fn = compile_step(stage, loss_fn, mesh, config)
   writer = metric_writers.create_default_writer(
-      os.path.join(workdir, 'tensorboard', stage.name), just_logging=jax.process_index() > 0)
+      os.fspath(paths.resolve(workdir) / 'tensorboard' / stage.name),
+      just_logging=jax.process_index() > 0)
   hooks = [periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                            every_steps=config.log_every_steps)]
   if config.profile and jax.process_index() == 0:
-    hooks.append(periodic_actions.Profile(logdir=os.path.join(workdir, 'profile', stage.name)))
+    hooks.append(periodic_actions.Profile(
+        logdir=os.fspath(paths.resolve(workdir) / 'profile' / stage.name)))
   pending, t0, n0 = [], time.perf_counter(), start
-  metrics = None
-  for step in range(start + 1, total + 1):
-    with jax.profiler.StepTraceAnnotation(stage.name, step_num=step):
-      batch = sharding.global_batch(next(iterator), mesh)
-      state, metrics = step_fn(state, batch)
-    pending.append((step, metrics['finite']))
-    for hook in hooks:
-      hook(step)
-    if step % config.log_every_steps == 0 or step == total:
-      _check_finite(pending, stage.name, ckpt_dir)
-      m = jax.device_get(metrics)
-      dt = time.perf_counter() - t0
-      scalars = {k: float(v) for k, v in m.items() if k != 'finite'}
-      scalars['learning_rate'] = float(stage.schedule(step - 1))
-      scalars['images_per_sec'] = (step - n0) * stage.plan.global_batch / max(dt, 1e-9)
-      writer.write_scalars(step, scalars)
-      t0, n0 = time.perf_counter(), step
-    if step % config.checkpoint_every_steps == 0 or step == total:
-      _check_finite(pending, stage.name, ckpt_dir)
-      checkpointing.save(mngr, step, state, iterator)
+  with preemption.StopOnSignal() as stopper:
+    for step in range(start + 1, total + 1):
+      with jax.profiler.StepTraceAnnotation(stage.name, step_num=step):
+        batch = sharding.global_batch(next(iterator), mesh)
+        state, metrics = step_fn(state, batch)
+      pending.append((step, metrics['finite']))
+      for hook in hooks:
+        hook(step)
+      if step % config.log_every_steps == 0 or step == total:
+        _check_finite(pending, stage.name, ckpt_dir)
+        m = jax.device_get(metrics)
+        dt = time.perf_counter() - t0
+        scalars = {k: float(v) for k, v in m.items() if k != 'finite'}
+        scalars['learning_rate'] = float(stage.schedule(step - 1))
+        scalars['images_per_sec'] = (step - n0) * stage.plan.global_batch / max(dt, 1e-9)
+        writer.write_scalars(step, scalars)
+        say(progress_line(stage.name, step, total, scalars['images_per_sec'],
+                          scalars['loss'], scalars['learning_rate'],
+                          (total - step) * dt / max(step - n0, 1)))
+        t0, n0 = time.perf_counter(), step
+      stop = stopper.should_stop(step)
+      if stop or step == total or mngr.should_save(step):
+        _check_finite(pending, stage.name, ckpt_dir)
+        checkpointing.save(mngr, step, state, iterator)
+      if stop:
+        mngr.wait_until_finished()
+        writer.flush()
+        raise preemption.Preempted(stage.name, step, os.fspath(ckpt_dir))
   mngr.wait_until_finished()
   writer.flush()
   return state
 
 
-def load_params(config, stage: Stage, checkpoint_dir: str):
+def say(message: str):
+  """One line on the console (process 0) and in the log."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    print(f'livt_jax: {message}', flush=True)
+
+
+def latest_step(config, checkpoint_dir) -> int | None:
+  """The last saved step in a stage's checkpoint dir, or None (also if there is no dir)."""
+  if not paths.resolve(checkpoint_dir).exists():
+    return None
+  mngr = checkpointing.manager(checkpoint_dir, config)
+  step = mngr.latest_step()
+  mngr.close()
+  return step
+
+
+def load_params(config, stage: Stage, checkpoint_dir):
   """Restores the parameters of a finished (or interrupted) stage from its checkpoint dir."""
   mngr = checkpointing.manager(checkpoint_dir, config)
   if mngr.latest_step() is None:
     raise FileNotFoundError(
         f'no checkpoint in {checkpoint_dir}; point the setting at WORKDIR/<stage>/checkpoints of '
         'a run that saved at least once')
-  return checkpointing.restore(mngr, stage.abstract_state).params
+  params = checkpointing.restore(mngr, stage.abstract_state).params
+  mngr.close()
+  return params
 
 
 def encoder_from(params) -> Any:

@@ -46,7 +46,8 @@ def test_main_runs_mgp_bft_evaluate_and_writes_report(tmp_path):
 def test_resume_gives_the_same_parameters(tmp_path):
   def params_after(workdir, *max_steps):
     for m in max_steps:
-      config = tiny_config(**{'stages': 'bft', 'max_steps': m, 'checkpoint_every_steps': 2})
+      config = tiny_config(**{'stages': 'bft', 'max_steps': m, 'checkpoint_every_steps': 2,
+                              'bft.init_from': 'scratch'})
       run.run(config, str(workdir))
     from livt_jax import sharding, train  # pylint: disable=g-import-not-at-top
     config = tiny_config(stages='bft')

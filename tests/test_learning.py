@@ -21,7 +21,7 @@ def test_short_bft_run_learns(tmp_path, monkeypatch):
 
   monkeypatch.setattr(train, 'compile_step', recording_compile_step)
   config = tiny_config(**{'stages': 'bft,evaluate', 'bft.batch_size': 128, 'bft.epochs': 2,
-                          'bft.warmup_epochs': 0, 'bft.base_lr': 1.6e-2,
+                          'bft.warmup_epochs': 0, 'bft.base_lr': 1.6e-2, 'bft.init_from': 'scratch',
                           'checkpoint_every_steps': 10_000,
                           'log_every_steps': 100})
   result = run.run(config, str(tmp_path / 'run'))

@@ -21,7 +21,7 @@ from engine_helpers import assert_same_training, tiny_config
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 ARGS = ['--config=configs/fashion_mnist_lt.py', '--config.stages=bft,evaluate',
         '--config.model.variant=nano', '--config.bft.batch_size=32', '--config.max_steps=4',
-        '--config.bft.warmup_epochs=0',
+        '--config.bft.warmup_epochs=0', '--config.bft.init_from=scratch',
         '--config.mesh.fsdp=2', '--config.log_every_steps=1', '--config.checkpoint_every_steps=2']
 
 
