@@ -6,7 +6,8 @@ r"""LiVT entry point.
 
 Any config field can be overridden with --config.FIELD=VALUE (ml_collections config_flags).
 
-Exit codes: 0 done; 2 a configuration or data error (one line says what to do); 75 stopped by
+Exit codes: 0 done; 2 a configuration, data or checkpoint error, or NaN/inf in training (one
+line says what to do; --traceback shows where); 75 stopped by
 SIGTERM/SIGINT after saving a checkpoint (rerun the same command to resume); 1 anything else.
 """
 import logging as std_logging
@@ -20,7 +21,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from livt_jax import distributed
 from livt_jax import host_malloc
+from livt_jax import supervise
 
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and the report go.')
 flags.DEFINE_bool('dry_run', False, 'Validate and resolve the config, print it, and exit.')
@@ -72,11 +75,12 @@ def _main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   held = _quiet_console()
   # Imports after flag parsing: jax must see the distributed/platform settings first.
-  from livt_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.maybe_initialize()
   import jax  # pylint: disable=g-import-not-at-top
+  from livt_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from livt_jax import plan  # pylint: disable=g-import-not-at-top
   from livt_jax import preemption  # pylint: disable=g-import-not-at-top
+  from livt_jax import train  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
   log_file = _route_logs(held, None if FLAGS.dry_run else FLAGS.workdir, jax.process_index())
 
@@ -100,7 +104,8 @@ def _main(argv):
     if jax.process_index() == 0:
       print(f'livt_jax: {e}', flush=True)
     return preemption.EXIT_PREEMPTED
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, checkpointing.CheckpointSaveError,
+          train.NonFiniteError) as e:
     if FLAGS.traceback:
       raise
     logging.debug('error', exc_info=True)
@@ -110,6 +115,8 @@ def _main(argv):
 
 
 def main():
+  # Multi-process runs: a parent reports a crash caused by another process in one line.
+  supervise.run_supervised_if_multiprocess(distributed.is_multiprocess_env())
   host_malloc.reexec_if_useful()  # CPU-only hosts: faster XLA steps (see host_malloc)
   if '--verbose' not in sys.argv:
     # TensorFlow (TensorBoard writing, TFDS only: it computes nothing here) prints C++ INFO

@@ -186,10 +186,10 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
         _check_finite(pending, stage.name, ckpt_dir)
         checkpointing.save(mngr, step, state, iterator)
       if stop:
-        mngr.wait_until_finished()
+        checkpointing.wait(mngr)
         writer.flush()
         raise preemption.Preempted(stage.name, step, os.fspath(ckpt_dir))
-  mngr.wait_until_finished()
+  checkpointing.wait(mngr)
   writer.flush()
   return state
 
