@@ -52,7 +52,7 @@ def manager(directory, config) -> ocp.CheckpointManager:
   """The checkpoint manager of a stage dir (local or gs://)."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=config.keep_checkpoints, create=True, save_decision_policy=save_policy(config))
-  return ocp.CheckpointManager(paths.resolve(directory), options=options,
+  return ocp.CheckpointManager(paths.native(paths.resolve(directory)), options=options,
                                item_names=('state', 'data'))
 
 

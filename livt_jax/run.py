@@ -118,7 +118,7 @@ def run(config, workdir) -> dict | None:
     out_dir = workdir / 'report'
     md = report.write(result, counts, out_dir,
                       f'LiVT on {info.name}: ViT-{config.model.variant}, loss {config.bft.loss}')
-    writer = metric_writers.create_default_writer(os.fspath(workdir / 'tensorboard' / 'eval'))
+    writer = metric_writers.create_default_writer(paths.native(workdir / 'tensorboard' / 'eval'))
     writer.write_scalars(0, {k: result[k] for k in ('top1', 'many', 'medium', 'few', 'ece', 'mce')
                              if result[k] is not None})
     writer.flush()

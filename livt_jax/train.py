@@ -153,13 +153,13 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
 
   step_fn = compile_step(stage, loss_fn, mesh, config)
   writer = metric_writers.create_default_writer(
-      os.fspath(paths.resolve(workdir) / 'tensorboard' / stage.name),
+      paths.native(paths.resolve(workdir) / 'tensorboard' / stage.name),
       just_logging=jax.process_index() > 0)
   hooks = [periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                            every_steps=config.log_every_steps)]
   if config.profile and jax.process_index() == 0:
     hooks.append(periodic_actions.Profile(
-        logdir=os.fspath(paths.resolve(workdir) / 'profile' / stage.name)))
+        logdir=paths.native(paths.resolve(workdir) / 'profile' / stage.name)))
   pending, t0, n0 = [], time.perf_counter(), start
   with preemption.StopOnSignal() as stopper:
     for step in range(start + 1, total + 1):
