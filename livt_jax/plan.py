@@ -4,9 +4,9 @@ Used by the dry run (printed before a pod is spent) and by the training engine, 
 never disagree.
 """
 import dataclasses
-import os
 
 from livt_jax.data import fashion_mnist
+from livt_jax.data import paths
 from livt_jax.data import registry
 from livt_jax.models import factory
 from livt_jax.models import vit
@@ -48,10 +48,13 @@ def stage_plan(config, stage: str, num_train: int, num_devices: int) -> StagePla
 def data_location_note(config) -> str:
   """Says whether the training data is present, without reading it."""
   info = registry.get_info(config.dataset.name)
-  if info.name == 'fashion_mnist_lt':
-    present = fashion_mnist.find_idx_dir(config.dataset.data_dir) is not None
-  else:
-    present = bool(config.dataset.data_dir) and os.path.isdir(config.dataset.data_dir)
+  try:
+    if info.name == 'fashion_mnist_lt':
+      present = fashion_mnist.find_idx_dir(config.dataset.data_dir) is not None
+    else:
+      present = bool(config.dataset.data_dir) and paths.is_dir(config.dataset.data_dir)
+  except FileNotFoundError as e:  # e.g. a bucket this machine may not read
+    return f'not readable from here ({e})'
   if present:
     return 'present'
   return ('not there yet (the dry run uses the known size and class count; set '

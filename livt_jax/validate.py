@@ -1,8 +1,10 @@
 """Checks a config before anything expensive runs: one clear line per mistake."""
-import os
+import math
 
 import ml_collections
 
+from livt_jax.data import longtail
+from livt_jax.data import paths
 from livt_jax.data import registry
 from livt_jax.models import vit
 
@@ -45,8 +47,45 @@ def mesh_shape(config, num_devices: int) -> tuple[int, int]:
   return data, fsdp
 
 
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_positive(field, value, what_to_do):
+  """A finite number > 0 (NaN fails every comparison, so `value <= 0` alone lets it through)."""
+  if not _is_number(value) or not math.isfinite(value) or value <= 0:
+    _fail(field, value, what_to_do)
+
+
+def _check_schedule(config, stage):
+  """Epochs, warm-up and learning rates of one stage: finite, positive, warm-up < epochs."""
+  sc = config[stage]
+  _check_positive(f'{stage}.epochs', sc.epochs,
+                  f'use a positive number of epochs (to skip {stage}, leave it out of '
+                  '--config.stages)')
+  warmup = sc.warmup_epochs
+  if not _is_number(warmup) or not math.isfinite(warmup) or warmup < 0:
+    _fail(f'{stage}.warmup_epochs', warmup, 'use a warm-up of 0 or more epochs')
+  if warmup >= sc.epochs:
+    _fail(f'{stage}.warmup_epochs', warmup,
+          f'the warm-up must be shorter than {stage}.epochs={sc.epochs!r} (the learning rate '
+          f'would never leave it); use e.g. --config.{stage}.warmup_epochs='
+          f'{_suggest_warmup(sc.epochs)}')
+  _check_positive(f'{stage}.base_lr', sc.base_lr,
+                  f'use a positive, finite base learning rate (it is scaled by batch / 256), '
+                  f'e.g. --config.{stage}.base_lr={1.5e-4 if stage == "mgp" else 1e-3:g}')
+  if not _is_number(sc.min_lr) or not math.isfinite(sc.min_lr) or sc.min_lr < 0:
+    _fail(f'{stage}.min_lr', sc.min_lr, 'use a finite final learning rate >= 0, e.g. 0')
+  _check_positive(f'{stage}.batch_size', sc.batch_size,
+                  f'use a positive global batch size, e.g. --config.{stage}.batch_size=256')
+
+
+def _suggest_warmup(epochs):
+  return max(0, int(epochs) // 10) if epochs >= 1 else 0
+
+
 def _check_batch(field, batch, num_devices, accum=1):
-  if batch <= 0 or batch % (num_devices * accum):
+  if not _is_number(batch) or batch <= 0 or batch % (num_devices * accum):
     per = f' x {accum} accumulation steps' if accum > 1 else ''
     _fail(field, batch,
           f'the global batch must be a positive multiple of the {num_devices} devices{per}; '
@@ -64,12 +103,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
   vit.get_variant(config.model.variant)  # raises on an unknown variant
   if config.dataset.class_order not in ('natural', 'shuffled'):
     _fail('dataset.class_order', config.dataset.class_order, "use 'natural' or 'shuffled'")
-  if config.dataset.imbalance < 1:
-    _fail('dataset.imbalance', config.dataset.imbalance, 'use an imbalance factor >= 1')
+  imbalance = config.dataset.imbalance
+  if not _is_number(imbalance) or not math.isfinite(imbalance) or imbalance < 1:
+    _fail('dataset.imbalance', imbalance, 'use a finite imbalance factor >= 1')
+  if info.lt_n_max and min(longtail.lt_class_sizes(info.lt_n_max, info.num_classes,
+                                                   imbalance)) < 1:
+    # The LT rule keeps int(n_max / imbalance) images of the last class: 0 here, and the
+    # balanced losses need log(pi_y) of every class.
+    _fail('dataset.imbalance', imbalance,
+          f'the smallest class of {info.name} would keep no training image (the largest '
+          f'keeps {info.lt_n_max}); use a smaller imbalance factor, e.g. '
+          f'--config.dataset.imbalance={min(100, info.lt_n_max // 2)}')
   if not 0 < config.mgp.mask_ratio < 1:
     _fail('mgp.mask_ratio', config.mgp.mask_ratio, 'use a ratio strictly between 0 and 1, e.g. 0.75')
-  if config.bft.tau < 0:
-    _fail('bft.tau', config.bft.tau, 'use tau >= 0 (1.0 is the paper default; 0 gives plain BCE)')
+  tau = config.bft.tau
+  if not _is_number(tau) or not math.isfinite(tau) or tau < 0:
+    _fail('bft.tau', tau, 'use a finite tau >= 0 (1.0 is the paper default; 0 gives plain BCE)')
   if config.bft.loss not in LOSSES:
     _fail('bft.loss', config.bft.loss, f'use one of {", ".join(LOSSES)}')
   if config.bft.bias_form not in BIAS_FORMS:
@@ -84,6 +133,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     size, patch = config[stage].image_size, config.model.patch_size
     if size % patch:
       _fail(f'{stage}.image_size', size, f'must be divisible by model.patch_size={patch}')
+  # The schedules of every stage whose model is built: mgp also for bft.init_from, bft also
+  # for evaluating alone (its batch size plans the model; epochs and rates are then unused
+  # but must still be sane numbers).
+  for stage in ('mgp', 'bft'):
+    _check_schedule(config, stage)
+  _check_positive('evaluate.batch_size', config.evaluate.batch_size,
+                  'use a positive batch size, e.g. --config.evaluate.batch_size=1024')
   mesh_shape(config, num_devices)
   if 'mgp' in stages:
     _check_batch('mgp.batch_size', config.mgp.batch_size, num_devices, config.grad_accum_steps)
@@ -91,15 +147,32 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _check_batch('bft.batch_size', config.bft.batch_size, num_devices, config.grad_accum_steps)
   if 'evaluate' in stages:
     _check_batch('evaluate.batch_size', config.evaluate.batch_size, num_devices)
-    if stages == ('evaluate',) and not config.evaluate.checkpoint:
-      _fail('evaluate.checkpoint', None,
-            'evaluating alone needs a model: set --config.evaluate.checkpoint=WORKDIR/bft/checkpoints')
+    if 'bft' not in stages:
+      # Only a BFT classifier can be evaluated: trained in this run, or read from a checkpoint.
+      if not config.evaluate.checkpoint:
+        _fail('stages', config.stages,
+              'evaluate needs a classifier: add bft (e.g. --config.stages=mgp,bft,evaluate) '
+              'or set --config.evaluate.checkpoint=WORKDIR/bft/checkpoints of a finished run')
+      _check_checkpoint_dir('evaluate.checkpoint', config.evaluate.checkpoint,
+                            'point it at a finished BFT run (WORKDIR/bft/checkpoints)')
   if 'bft' in stages and 'mgp' not in stages and config.bft.init_from:
-    if not os.path.exists(config.bft.init_from):
-      _fail('bft.init_from', config.bft.init_from,
-            'no such checkpoint directory; point it at a finished MGP run (WORKDIR/mgp/checkpoints)')
-  if check_data and config.dataset.data_dir and not os.path.isdir(config.dataset.data_dir):
+    _check_checkpoint_dir('bft.init_from', config.bft.init_from,
+                          'point it at a finished MGP run (WORKDIR/mgp/checkpoints)')
+  if check_data and config.dataset.data_dir and not _is_dir('dataset.data_dir',
+                                                            config.dataset.data_dir):
     _fail('dataset.data_dir', config.dataset.data_dir,
           'no such directory; point it at the TFDS data dir (or image folder) of '
           f'{info.name}, or leave it unset for the default location')
   return stages
+
+
+def _is_dir(field, path) -> bool:
+  try:
+    return paths.is_dir(path)
+  except FileNotFoundError as e:  # e.g. no permission on a bucket
+    _fail(field, path, str(e))
+
+
+def _check_checkpoint_dir(field, path, what_to_do):
+  if not _is_dir(field, path):
+    _fail(field, path, f'no such checkpoint directory; {what_to_do}')

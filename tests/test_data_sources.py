@@ -153,18 +153,22 @@ def test_missing_tfds_data(tmp_path, name, split):
 
 @pytest.fixture(scope='module')
 def imagenet_oltr(tmp_path_factory):
-  """A 4-class imagenet2012 fake plus OLTR-format lists over it."""
+  """An imagenet2012 fake plus OLTR-format lists over it: classes 0-3 carry the test, the
+  other 996 classes one training image each (every class needs one, as in ImageNet-LT)."""
   data_dir = str(tmp_path_factory.mktemp('tfds_in'))
   split_dir = tmp_path_factory.mktemp('oltr')
   wnids = [f'n0000000{c}' for c in range(4)]
   train_names = [f'{wnids[i % 4]}_{i}.JPEG' for i in range(40)]
+  rest = [(f'n{c:08d}_0.JPEG', c) for c in range(4, 1000)]
   val_names = [f'ILSVRC2012_val_{i:08d}.JPEG' for i in range(12)]
-  tfds_fakes.build_imagenet2012(data_dir, train_names, [i % 4 for i in range(40)],
+  tfds_fakes.build_imagenet2012(data_dir, train_names + [n for n, _ in rest],
+                                [i % 4 for i in range(40)] + [c for _, c in rest],
                                 val_names, [i % 4 for i in range(12)])
   lists = {
-      # LT train: class c keeps 8 >> c images; val: 1 other train image per class.
+      # LT train: class c < 4 keeps 8 >> c images; val: 1 other train image per class.
       'train': [(f'train/{wnids[i % 4]}/{train_names[i]}', i % 4)
-                for i in range(40) if i // 4 < (8 >> (i % 4))],
+                for i in range(40) if i // 4 < (8 >> (i % 4))]
+               + [(f'train/{n.split("_")[0]}/{n}', c) for n, c in rest],
       'val': [(f'train/{wnids[c]}/{train_names[36 + c]}', c) for c in range(4)],
       'test': [(f'val/{name}', i % 4) for i, name in enumerate(val_names)],
   }
@@ -180,7 +184,9 @@ def test_imagenet_lt_oltr_mapping(imagenet_oltr):
   train = sources.load_source(cfg, 'train')
   assert len(train) == len(lists['train'])
   np.testing.assert_array_equal(train.class_counts[:4], [8, 4, 2, 1])
-  for i, (path, label) in enumerate(lists['train']):
+  np.testing.assert_array_equal(train.class_counts[4:], 1)
+  for i, (path, label) in list(enumerate(lists['train']))[:20] + [(len(train) - 1,
+                                                                  lists['train'][-1])]:
     record = train.base[int(train.record_indices[i])]
     assert record['file_name'].decode() == os.path.basename(path)
     assert train[i]['label'] == label

@@ -1,9 +1,11 @@
 """Fashion-MNIST from IDX files (Debian `dataset-fashion-mnist`), with a TFDS fallback."""
 import gzip
-import os
+import zlib
 from typing import Optional
 
 import numpy as np
+
+from livt_jax.data import paths
 
 
 # Where `apt-get install -y dataset-fashion-mnist` puts the files. A module constant so
@@ -22,31 +24,33 @@ _IDX_MAGIC = {2049: 1, 2051: 3}  # labels: 1 dim, images: 3 dims (both uint8 dat
 
 def _find(directory: str, stem: str) -> Optional[str]:
   for name in (stem, stem + '.gz'):
-    path = os.path.join(directory, name)
-    if os.path.isfile(path):
+    path = paths.join(directory, name)
+    if paths.is_file(path):
       return path
   return None
 
 
 def read_idx(path: str) -> np.ndarray:
   """Reads one uint8 IDX file (optionally gzipped); ValueError naming the file if malformed."""
-  opener = gzip.open if path.endswith('.gz') else open
   try:
-    with opener(path, 'rb') as f:
-      data = f.read()
-  except (OSError, EOFError) as e:
-    raise ValueError(f'fashion_mnist_lt: cannot read IDX file {path} ({e})') from e
+    data = paths.as_path(path).read_bytes()
+    if path.endswith('.gz'):
+      data = gzip.decompress(data)
+  except (OSError, EOFError, zlib.error) as e:
+    raise ValueError(f'fashion_mnist_lt: cannot read IDX file {path} ({e}); re-install '
+                     '`dataset-fashion-mnist` or replace the file') from e
   if len(data) < 8:
-    raise ValueError(f'fashion_mnist_lt: IDX file {path} is truncated')
+    raise ValueError(f'fashion_mnist_lt: IDX file {path} is truncated; replace the file')
   magic = int.from_bytes(data[:4], 'big')
   if magic not in _IDX_MAGIC:
-    raise ValueError(f'fashion_mnist_lt: {path} is not a uint8 IDX file (magic {magic})')
+    raise ValueError(f'fashion_mnist_lt: {path} is not a uint8 IDX file (magic {magic}); '
+                     'replace the file')
   ndim = _IDX_MAGIC[magic]
   header = 4 + 4 * ndim
   shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
   if len(data) != header + int(np.prod(shape)):
     raise ValueError(f'fashion_mnist_lt: IDX file {path} has {len(data) - header} bytes of '
-                     f'data, its header says {shape}')
+                     f'data, its header says {shape}; the file is truncated: replace it')
   return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -75,3 +79,14 @@ def missing_error(data_dir: Optional[str], tfds_reason: str) -> FileNotFoundErro
       f'no TFDS fashion_mnist ({tfds_reason}); run `apt-get install -y dataset-fashion-mnist`'
       ' or set dataset.data_dir to a TFDS dir holding fashion_mnist as array_record')
 
+
+
+def check_labels(labels: np.ndarray, directory: str, split: str) -> None:
+  """ValueError naming the IDX label file if a label is not a class id 0..9."""
+  bad = np.flatnonzero(labels >= len(CLASS_NAMES))
+  if len(bad):
+    raise ValueError(
+        f'fashion_mnist_lt: {_find(directory, _FILES[split][1])}: {len(bad)} labels outside '
+        f'[0, {len(CLASS_NAMES)}) (first: label {int(labels[bad[0]])} of record {int(bad[0])}); '
+        'the file is corrupt or not Fashion-MNIST: re-install `dataset-fashion-mnist` or '
+        'replace it')

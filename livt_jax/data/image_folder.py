@@ -1,14 +1,14 @@
-"""A local folder of images: `data_dir/{train,val,test}/<class>/<image>`.
+"""A folder of images: `data_dir/{train,val,test}/<class>/<image>`, local or gs://...
 
 Class ids are the sorted class folder names of `train`. Images are decoded with PIL when
 read; a file that does not decode raises an error naming it (see `source_base.FileSource`).
 """
 import dataclasses
-import os
 from typing import Optional
 
 import numpy as np
 
+from livt_jax.data import paths as paths_lib
 from livt_jax.data import registry
 from livt_jax.data import source_base
 
@@ -18,43 +18,54 @@ _SPLIT_DIRS = {'train': ('train',), 'val': ('val', 'validation'), 'test': ('test
 
 def _split_dir(root: str, split: str) -> Optional[str]:
   for name in _SPLIT_DIRS[split]:
-    path = os.path.join(root, name)
-    if os.path.isdir(path):
+    path = paths_lib.join(root, name)
+    if paths_lib.is_dir(path):
       return path
   return None
 
 
 def _class_dirs(path: str) -> list[str]:
-  return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+  return sorted(p.name for p in paths_lib.as_path(path).iterdir() if p.is_dir())
+
+
+def _image_names(class_dir: str) -> list[str]:
+  return sorted(p.name for p in paths_lib.as_path(class_dir).iterdir()
+                if p.name.lower().endswith(EXTENSIONS))
 
 
 def load(data_dir: Optional[str], split: str) -> source_base.FileSource:
   """The split's images; FileNotFoundError / ValueError naming the path when absent."""
-  if not data_dir or not os.path.isdir(data_dir):
+  if not data_dir or not paths_lib.is_dir(data_dir):
     raise FileNotFoundError(
         f'image_folder: dataset.data_dir={data_dir!r} is not a directory; point it at a '
         'folder with train/<class>/*.jpg and test/<class>/*.jpg')
   train_dir = _split_dir(data_dir, 'train')
   if train_dir is None:
-    raise FileNotFoundError(f'image_folder: no {os.path.join(data_dir, "train")} folder; '
+    raise FileNotFoundError(f'image_folder: no {paths_lib.join(data_dir, "train")} folder; '
                             'the class list is read from train/<class>/ sub-folders')
   class_names = _class_dirs(train_dir)
   if not class_names:
-    raise FileNotFoundError(f'image_folder: {train_dir} has no class sub-folders')
+    raise FileNotFoundError(f'image_folder: {train_dir} has no class sub-folders; put the '
+                            'images of each class into train/<class>/')
   directory = _split_dir(data_dir, split)
   if directory is None:
-    names = ' or '.join(os.path.join(data_dir, d) for d in _SPLIT_DIRS[split])
+    names = ' or '.join(paths_lib.join(data_dir, d) for d in _SPLIT_DIRS[split])
     raise FileNotFoundError(f'image_folder: split {split!r} needs the folder {names}')
-  unknown = sorted(set(_class_dirs(directory)) - set(class_names))
+  split_classes = class_names if directory == train_dir else _class_dirs(directory)
+  unknown = sorted(set(split_classes) - set(class_names))
   if unknown:
-    raise ValueError(f'image_folder: {directory} has class folders not in train: {unknown[:5]}')
+    raise ValueError(f'image_folder: {directory} has class folders not in train: {unknown[:5]}; '
+                     'every class needs a train/<class>/ folder with images: add it or remove '
+                     'these folders')
   paths, labels = [], []
   for label, name in enumerate(class_names):
-    class_dir = os.path.join(directory, name)
-    if not os.path.isdir(class_dir):
+    if name not in split_classes:
       continue
-    files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(EXTENSIONS))
-    paths += [os.path.join(class_dir, f) for f in files]
+    class_dir = paths_lib.join(directory, name)
+    files = _image_names(class_dir)
+    # Plain concatenation: class_dir is already a normalized path string (local or URI), and
+    # building an epath per file would cost seconds on a million images.
+    paths += [f'{class_dir.rstrip("/")}/{f}' for f in files]
     labels += [label] * len(files)
   if not paths:
     raise FileNotFoundError(f'image_folder: no images ({", ".join(EXTENSIONS)}) under '
@@ -66,4 +77,5 @@ def load(data_dir: Optional[str], split: str) -> source_base.FileSource:
   if split == 'test':
     info = dataclasses.replace(info, test_size=len(paths))
   return source_base.FileSource(paths, info=info, split=split,
-                                labels=np.asarray(labels), class_names=class_names)
+                                labels=np.asarray(labels), class_names=class_names,
+                                origin=directory)

@@ -4,10 +4,11 @@ ImageNet-LT and Places-LT are defined by these lists over the full ImageNet-2012
 sets. We map each listed path onto the TFDS record with the same file name once, giving an
 index array over the underlying array_record data.
 """
-import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from livt_jax.data import paths
 
 # Leading folders that differ between the OLTR lists and TFDS file names; they carry no
 # identity (e.g. 'train/n01440764/n01440764_190.JPEG' vs TFDS 'n01440764_190.JPEG').
@@ -15,28 +16,46 @@ _SPLIT_FOLDERS = ('train', 'val', 'test', 'data_256', 'val_256', 'test_256')
 
 
 def split_file(split_dir: str, prefix: str, split: str) -> str:
-  return os.path.join(split_dir, f'{prefix}_LT_{split}.txt')
+  """The list's path (a string; a gs://... split_dir stays a URI)."""
+  return paths.join(split_dir, f'{prefix}_LT_{split}.txt')
 
 
-def read_split_file(path: str, dataset: str) -> tuple[list[str], np.ndarray]:
-  """Paths and int labels of one OLTR list; FileNotFoundError / ValueError naming the file."""
-  if not os.path.isfile(path):
+def read_split_file(path: str, dataset: str,
+                    num_classes: Optional[int] = None) -> tuple[list[str], np.ndarray]:
+  """Paths and int labels of one OLTR list; FileNotFoundError / ValueError naming the file.
+
+  With `num_classes`, a label outside [0, num_classes) is an error naming its line.
+  """
+  if not paths.is_file(path):
     raise FileNotFoundError(
         f'{dataset}: OLTR split file {path} not found; put the ImageNet_LT_*/Places_LT_*.txt '
         'lists (from the OLTR release) in dataset.split_dir')
-  paths, labels = [], []
-  with open(path) as f:
-    for line_no, line in enumerate(f, 1):
-      fields = line.split()
-      if not fields:
-        continue
-      if len(fields) != 2 or not fields[1].lstrip('-').isdigit():
-        raise ValueError(f'{dataset}: {path}:{line_no}: expected "path label", got {line!r}')
-      paths.append(fields[0])
-      labels.append(int(fields[1]))
-  if not paths:
-    raise ValueError(f'{dataset}: OLTR split file {path} is empty')
-  return paths, np.asarray(labels, dtype=np.int32)
+  try:
+    text = paths.as_path(path).read_text()
+  except UnicodeDecodeError as e:
+    raise ValueError(f'{dataset}: OLTR split file {path} is not a text file ({e}); replace it '
+                     'with the list from the OLTR release') from e
+  listed, labels = [], []
+  for line_no, line in enumerate(text.splitlines(), 1):
+    fields = line.split()
+    if not fields:
+      continue
+    if len(fields) != 2 or not fields[1].lstrip('-').isdigit():
+      raise ValueError(
+          f'{dataset}: {path}:{line_no}: expected "<image path> <class id>", got {line!r}; '
+          'fix or delete the line (or replace the file with the list from the OLTR release)')
+    label = int(fields[1])
+    if num_classes is not None and not 0 <= label < num_classes:
+      raise ValueError(
+          f'{dataset}: {path}:{line_no}: class id {label} is outside [0, {num_classes}) '
+          f'(line {line.strip()!r}); {dataset} has {num_classes} classes: fix the line, or use '
+          'the list of this dataset')
+    listed.append(fields[0])
+    labels.append(label)
+  if not listed:
+    raise ValueError(f'{dataset}: OLTR split file {path} is empty; replace it with the list '
+                     'from the OLTR release')
+  return listed, np.asarray(labels, dtype=np.int32)
 
 
 def normalize(path: str) -> str:

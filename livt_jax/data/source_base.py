@@ -4,11 +4,13 @@ A source is a grain random-access data source (`__len__`, `__getitem__`) whose r
 `{'image': uint8 [H, W, C], 'label': int}`. Labels live in memory as an array, so class
 counts and LT bookkeeping never have to decode an image.
 """
+import io
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
+from livt_jax.data import paths
 from livt_jax.data import registry
 
 SPLITS = ('train', 'val', 'test')
@@ -26,20 +28,28 @@ class Source:
     split_class_counts: per-class record counts of this split.
     class_counts: per-class counts of the training subset; set on the train source only
       (None elsewhere, so evaluation cannot silently group classes by test counts).
+    origin: where the records come from (a file, a folder, a TFDS dir), for messages.
   """
 
   def __init__(self, *, info: registry.DatasetInfo, split: str, labels: np.ndarray,
-               class_names: Sequence[str]):
+               class_names: Sequence[str], origin: Optional[str] = None):
     self.info = info
     self.split = split
     self.labels = np.asarray(labels, dtype=np.int32)
     self.num_classes = int(info.num_classes)
     self.class_names = [str(n) for n in class_names]
+    self.origin = origin
+    where = f' ({origin})' if origin else ''
     if len(self.class_names) != self.num_classes:
-      raise ValueError(f'{info.name}: {len(self.class_names)} class names for '
+      raise ValueError(f'{info.name}{where}: {len(self.class_names)} class names for '
                        f'{self.num_classes} classes')
-    if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
-      raise ValueError(f'{info.name} {split}: labels outside [0, {self.num_classes})')
+    bad = np.flatnonzero((self.labels < 0) | (self.labels >= self.num_classes))
+    if len(bad):
+      raise ValueError(
+          f'{info.name} {split}{where}: {len(bad)} labels outside [0, {self.num_classes}) '
+          f'(first: label {int(self.labels[bad[0]])} of record {int(bad[0])}); the labels must '
+          f'be class ids 0..{self.num_classes - 1}: fix or replace the label data, or use the '
+          'dataset the labels belong to')
     self.split_class_counts = np.bincount(self.labels, minlength=self.num_classes)
     self.class_counts: Optional[np.ndarray] = (
         self.split_class_counts if split == 'train' else None)
@@ -103,10 +113,45 @@ class FileSource(Source):
   def _image(self, index: int) -> np.ndarray:
     path = self.paths[index]
     # A corrupt file stops the run with its name rather than being skipped: skipping would
-    # silently change the class counts the balanced loss is built on.
+    # silently change the class counts the balanced loss is built on. The error is a
+    # ValueError raised in a grain reader thread; grain re-raises it unchanged in the
+    # training loop, so the user sees this one line.
     try:
-      with Image.open(path) as img:
+      data = paths.as_path(path).read_bytes()
+    except Exception as e:  # pylint: disable=broad-except
+      # OSError locally; cloud back-ends raise their own types.
+      raise ValueError(f'{self.info.name}: cannot read image {path} ({type(e).__name__}: '
+                       f'{_first_line(e)}); check that the file is there and readable, or '
+                       'delete it') from e
+    try:
+      with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img.convert('RGB'))
-    except (OSError, SyntaxError, ValueError) as e:
-      raise ValueError(f'{self.info.name}: cannot decode image {path} ({e}); '
-                       'remove or replace the file') from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+      raise ValueError(f'{self.info.name}: cannot decode image {path} ({type(e).__name__}: '
+                       f'{_first_line(e)}); the file is corrupt or truncated: re-download or '
+                       're-copy it, or delete it (class counts are re-read at the next start)'
+                       ) from e
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error)
+  return text.splitlines()[0] if text else ''
+
+
+def check_every_class_trained(source: Source, what_to_do: str) -> None:
+  """Raises ValueError naming the classes of a train source that have no image.
+
+  The balanced losses use log(pi_y) of every class (minus infinity for an empty class), and
+  a class without a training image cannot be learned by any loss.
+  """
+  counts = np.asarray(source.class_counts)
+  empty = np.flatnonzero(counts == 0)
+  if not len(empty):
+    return
+  names = ', '.join(f'{int(c)} {source.class_names[c]!r}' for c in empty[:5])
+  more = f' and {len(empty) - 5} more' if len(empty) > 5 else ''
+  where = f' ({source.origin})' if source.origin else ''
+  raise ValueError(
+      f'{source.info.name} train{where}: {len(empty)} of {source.num_classes} classes have no '
+      f'training image: {names}{more}; every class needs at least one (the balanced losses '
+      f'use log of its share): {what_to_do}')

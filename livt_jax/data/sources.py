@@ -6,7 +6,6 @@ arrays or TFDS array_record), never per-epoch filters.
 import dataclasses
 import json
 import logging
-import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -15,6 +14,7 @@ from livt_jax.data import fashion_mnist
 from livt_jax.data import image_folder
 from livt_jax.data import longtail
 from livt_jax.data import oltr
+from livt_jax.data import paths
 from livt_jax.data import registry
 from livt_jax.data import source_base
 from livt_jax.data import tfds_sources
@@ -35,7 +35,8 @@ def load_source(dataset_config, split: str) -> source_base.Source:
     A `Source`; the train source carries `class_counts`.
 
   Raises:
-    ValueError: unknown dataset or split, malformed data, or num_classes mismatch.
+    ValueError: unknown dataset or split, malformed data, labels outside [0, C), a class
+      without training images, or num_classes mismatch.
     FileNotFoundError: data not found (the message names the path and the fix).
   """
   info = registry.get_info(dataset_config.name)
@@ -55,9 +56,28 @@ def load_source(dataset_config, split: str) -> source_base.Source:
   source = loader(dataset_config, split, info)
   expected = getattr(dataset_config, 'num_classes', None)
   if expected is not None and expected != source.num_classes:
-    raise ValueError(f'dataset.num_classes={expected} but {info.name} has '
-                     f'{source.num_classes} classes')
+    where = f' ({source.origin})' if source.origin else ''
+    raise ValueError(
+        f'config.dataset.num_classes={expected}: the {info.name} data{where} has '
+        f'{source.num_classes} classes; drop the override (the class count is read from the '
+        f'data) or point dataset.data_dir at the data with {expected} classes')
+  if split == 'train':
+    source_base.check_every_class_trained(source, _empty_class_advice(dataset_config, info,
+                                                                      source))
   return source
+
+
+def _empty_class_advice(cfg, info, source) -> str:
+  if info.name == 'image_folder':
+    return (f'put images into {source.origin}/<class>/ or delete the empty class folders, '
+            'so the class list changes')
+  if info.lt_n_max:
+    return ('lower --config.dataset.imbalance (the smallest class keeps '
+            'n_max / imbalance images), or check that the data is the full balanced set')
+  if cfg.split_dir and info.name in ('imagenet_lt', 'places_lt'):
+    return (f'add lines for these class ids to {source.origin}, or point dataset.split_dir at '
+            'the complete OLTR lists')
+  return f'the data in {source.origin} looks incomplete: rebuild or re-download it'
 
 
 def _lt_subset(cfg, labels: np.ndarray, info: registry.DatasetInfo) -> np.ndarray:
@@ -76,11 +96,14 @@ def _fashion_mnist(cfg, split, info):
   directory = fashion_mnist.find_idx_dir(cfg.data_dir)
   if directory is not None:
     images, labels = fashion_mnist.load_idx_split(directory, split)
+    origin = f'IDX files in {directory}'
+    fashion_mnist.check_labels(labels, directory, split)
     if split == 'train':
       keep = _lt_subset(cfg, labels, info)
       images, labels = images[keep], labels[keep]
     return source_base.ArraySource(np.ascontiguousarray(images), info=info, split=split,
-                                   labels=labels, class_names=fashion_mnist.CLASS_NAMES)
+                                   labels=labels, class_names=fashion_mnist.CLASS_NAMES,
+                                   origin=origin)
   try:
     return _tfds_lt(cfg, split, info, class_names=fashion_mnist.CLASS_NAMES)
   except FileNotFoundError as e:
@@ -99,7 +122,8 @@ def _tfds_lt(cfg, split, info, class_names: Optional[Sequence[str]] = None):
   base = tfds_sources.open_split(info.name, info.tfds_name, split, cfg.data_dir)
   return source_base.RecordSource(
       base, keep, info=info, split=split, labels=labels[keep],
-      class_names=class_names or tfds_sources.label_names(base))
+      class_names=class_names or tfds_sources.label_names(base),
+      origin=tfds_sources.describe(base, info.tfds_name))
 
 
 def _whole_split(cfg, info, split, tfds_name, tfds_split):
@@ -108,7 +132,8 @@ def _whole_split(cfg, info, split, tfds_name, tfds_split):
                                     ('label',))['label'].astype(np.int32)
   base = tfds_sources.open_split(info.name, tfds_name, tfds_split, cfg.data_dir)
   return source_base.RecordSource(base, np.arange(len(labels)), info=info, split=split,
-                                  labels=labels, class_names=tfds_sources.label_names(base))
+                                  labels=labels, class_names=tfds_sources.label_names(base),
+                                  origin=tfds_sources.describe(base, tfds_name))
 
 
 def _oltr(cfg, split, info, *, prefix, tfds_name, name_field):
@@ -118,12 +143,12 @@ def _oltr(cfg, split, info, *, prefix, tfds_name, name_field):
         f'{info.name}: dataset.split_dir is not set; point it at the folder with '
         f'{prefix}_LT_{{train,val,test}}.txt from the OLTR release')
   list_path = oltr.split_file(cfg.split_dir, prefix, split)
-  paths, labels = oltr.read_split_file(list_path, info.name)
+  listed, labels = oltr.read_split_file(list_path, info.name, info.num_classes)
   # OLTR val lists are drawn from the original training images; test is the original val.
   record_split = 'validation' if split == 'test' else 'train'
   scanned = tfds_sources.scan_fields(info.name, tfds_name, record_split, cfg.data_dir,
                                      ('label', name_field))
-  indices = oltr.match_paths(paths, scanned[name_field], info.name, list_path)
+  indices = oltr.match_paths(listed, scanned[name_field], info.name, list_path)
   disagree = int(np.sum(scanned['label'][indices] != labels))
   if disagree:
     # We train on the list's labels (they define the benchmark); a disagreement only means
@@ -132,7 +157,7 @@ def _oltr(cfg, split, info, *, prefix, tfds_name, name_field):
                     info.name, disagree, list_path)
   base = tfds_sources.open_split(info.name, tfds_name, record_split, cfg.data_dir)
   return source_base.RecordSource(base, indices, info=info, split=split, labels=labels,
-                                  class_names=tfds_sources.label_names(base))
+                                  class_names=tfds_sources.label_names(base), origin=list_path)
 
 
 def _imagenet_lt(cfg, split, info):
@@ -162,9 +187,10 @@ def save_class_counts(path: str, counts: Sequence[int], class_names: Sequence[st
   counts = [int(c) for c in counts]
   if len(counts) != len(class_names):
     raise ValueError(f'{len(counts)} counts for {len(class_names)} class names')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump({'class_names': [str(n) for n in class_names], 'class_counts': counts}, f)
+  out = paths.as_path(path)  # the workdir may be gs://...
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({'class_names': [str(n) for n in class_names],
+                             'class_counts': counts}))
 
 
 def load_class_counts(path: str) -> np.ndarray:
@@ -178,14 +204,15 @@ def load_class_names(path: str) -> list[str]:
 
 
 def _read_counts_file(path: str) -> dict:
-  if not os.path.isfile(path):
+  if not paths.is_file(path):
     raise FileNotFoundError(f'class counts file {path} not found; the training stage writes '
                             'it into the workdir')
-  with open(path) as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'class counts file {path} is not valid JSON ({e})') from e
+  try:
+    data = json.loads(paths.as_path(path).read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f'class counts file {path} is not valid JSON ({e}); delete it, the next '
+                     'run with the training data writes it again') from e
   if not isinstance(data, dict) or 'class_counts' not in data or 'class_names' not in data:
-    raise ValueError(f'class counts file {path} lacks class_counts / class_names')
+    raise ValueError(f'class counts file {path} lacks class_counts / class_names; delete it, '
+                     'the next run with the training data writes it again')
   return data

@@ -8,15 +8,27 @@ import logging
 import os
 from typing import Optional, Sequence
 
+import io
+
 import numpy as np
+
+from livt_jax.data import paths
 
 _SCAN_CHUNK = 1024
 
 
 def cache_dir() -> str:
-  """Where label / file-name scans of large datasets are cached (env LIVT_CACHE_DIR)."""
+  """Where label / file-name scans of large datasets are cached (env LIVT_CACHE_DIR).
+
+  May be a URI (gs://...), like the data dir.
+  """
   return os.environ.get('LIVT_CACHE_DIR') or os.path.join(
       os.path.expanduser('~'), '.cache', 'livt_jax')
+
+
+def describe(data_source, tfds_name: str) -> str:
+  """'TFDS <name> in <dir>', for messages."""
+  return f'TFDS {tfds_name} in {os.fspath(data_source.dataset_info.data_dir)}'
 
 
 def _builder(dataset: str, tfds_name: str, data_dir: Optional[str]):
@@ -69,13 +81,22 @@ def scan_fields(dataset: str, tfds_name: str, split: str, data_dir: Optional[str
   minutes, so the result is cached under `cache_dir()` keyed by the data location.
   """
   ds = open_split(dataset, tfds_name, split, data_dir, skip_image_decoding=True)
-  location = os.path.abspath(os.fspath(ds.dataset_info.data_dir))
+  # A local data dir is made absolute; a gs://... one must stay as it is.
+  location = paths.absolute(os.fspath(ds.dataset_info.data_dir))
   key = hashlib.sha1(f'{location}|{split}|{len(ds)}|{",".join(fields)}'.encode()).hexdigest()
-  path = os.path.join(cache_dir(), tfds_name, f'{split}-{key[:16]}.npz')
-  if os.path.exists(path):
-    with np.load(path) as cached:
-      if all(f in cached for f in fields):
-        return {f: cached[f] for f in fields}
+  path = paths.as_path(paths.join(cache_dir(), tfds_name, f'{split}-{key[:16]}.npz'))
+  try:
+    cached_bytes = path.read_bytes() if path.exists() else None
+  except OSError as e:
+    logging.warning('could not read the cached %s scan %s: %s', tfds_name, path, e)
+    cached_bytes = None
+  if cached_bytes is not None:
+    try:
+      with np.load(io.BytesIO(cached_bytes)) as cached:
+        if all(f in cached for f in fields):
+          return {f: cached[f] for f in fields}
+    except (OSError, ValueError, EOFError) as e:  # a damaged cache file: scan again
+      logging.warning('ignoring the damaged cache file %s: %s', path, e)
   values = {f: [] for f in fields}
   for start in range(0, len(ds), _SCAN_CHUNK):
     for record in ds.__getitems__(range(start, min(start + _SCAN_CHUNK, len(ds)))):
@@ -84,10 +105,12 @@ def scan_fields(dataset: str, tfds_name: str, split: str, data_dir: Optional[str
         values[f].append(value.decode() if isinstance(value, bytes) else value)
   arrays = {f: np.asarray(v) for f, v in values.items()}
   try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # Atomic, so a concurrent reader never sees half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    tmp = path.parent / f'{path.name}.{os.getpid()}.tmp'
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)  # Atomic locally, so a concurrent reader never sees half a file.
   except OSError as e:
     logging.warning('could not cache %s scan in %s: %s', tfds_name, path, e)
   return arrays
