@@ -12,6 +12,7 @@ STAGES = ('mgp', 'bft', 'evaluate')
 LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
 BIAS_FORMS = ('paper', 'official')
 PRECISIONS = ('auto', 'float32', 'bfloat16')
+INIT_FROM_SCRATCH = 'scratch'  # bft.init_from value for a randomly initialised encoder (run.py)
 
 
 class ConfigError(ValueError):
@@ -155,9 +156,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
               'or set --config.evaluate.checkpoint=WORKDIR/bft/checkpoints of a finished run')
       _check_checkpoint_dir('evaluate.checkpoint', config.evaluate.checkpoint,
                             'point it at a finished BFT run (WORKDIR/bft/checkpoints)')
-  if 'bft' in stages and 'mgp' not in stages and config.bft.init_from:
+  if ('bft' in stages and 'mgp' not in stages and config.bft.init_from
+      and config.bft.init_from != INIT_FROM_SCRATCH):
     _check_checkpoint_dir('bft.init_from', config.bft.init_from,
-                          'point it at a finished MGP run (WORKDIR/mgp/checkpoints)')
+                          'point it at a finished MGP run (WORKDIR/mgp/checkpoints), or '
+                          f'fine-tune from random weights with '
+                          f'--config.bft.init_from={INIT_FROM_SCRATCH}')
   if check_data and config.dataset.data_dir and not _is_dir('dataset.data_dir',
                                                             config.dataset.data_dir):
     _fail('dataset.data_dir', config.dataset.data_dir,

@@ -122,6 +122,13 @@ def test_evaluate_needs_bft_or_a_checkpoint(tmp_path):
       f"config.evaluate.checkpoint='{missing}': no such checkpoint directory; point it at a "
       'finished BFT run (WORKDIR/bft/checkpoints)')
   assert validate.validate(tiny_config(stages='bft,evaluate'), 8, False)
+  assert validate.validate(tiny_config(**{'stages': 'bft,evaluate', 'bft.init_from': 'scratch'}),
+                           8, False)
+  missing_mgp = tiny_config(**{'stages': 'bft', 'bft.init_from': missing})
+  assert _config_error(missing_mgp) == (
+      f"config.bft.init_from='{missing}': no such checkpoint directory; point it at a finished "
+      'MGP run (WORKDIR/mgp/checkpoints), or fine-tune from random weights with '
+      '--config.bft.init_from=scratch')
   assert validate.validate(tiny_config(**{'stages': 'mgp,evaluate',
                                           'evaluate.checkpoint': str(tmp_path)}), 8, False)
 
