@@ -145,3 +145,27 @@ def test_mgp_killed_mid_stage_resumes_to_the_uninterrupted_result(tmp_path, monk
           jax.random.key(0), None).params)
   assert any(not np.array_equal(a, b) for a, b in
              zip(jax.tree.leaves(start), jax.tree.leaves(resumed)))  # it did train
+
+
+def test_checkpoint_every_minutes_saves_between_step_intervals(tmp_path, monkeypatch):
+  real_global_batch = sharding.global_batch
+
+  def slow(batch, mesh):  # a slow pod step: 0.3 s
+    time.sleep(0.3)
+    return real_global_batch(batch, mesh)
+
+  monkeypatch.setattr(sharding, 'global_batch', slow)
+  saved = {}
+  for minutes in (0, 1 / 60):
+    config = _config(stages='mgp', max_steps=10, checkpoint_every_steps=1000, keep_checkpoints=50,
+                     checkpoint_every_minutes=minutes)
+    workdir = tmp_path / str(minutes)
+    run.run(config, str(workdir))
+    saved[minutes] = sorted(int(p.name) for p in (workdir / 'mgp' / 'checkpoints').iterdir()
+                            if p.name.isdigit())
+  assert saved[0] == [10]  # only the end of the stage
+  # The clock starts with the stage (compilation included, so the first save may come at
+  # step 1), then saves come ~1 s apart: every ~3 steps of 0.3 s.
+  timed = saved[1 / 60][:-1]
+  assert saved[1 / 60][-1] == 10 and len(timed) >= 2, saved
+  assert all(b - a >= 3 for a, b in zip(timed, timed[1:])), saved
