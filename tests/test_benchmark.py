@@ -52,7 +52,8 @@ def bal_bce_loss_at_init():
   batch's using one lambda per batch, so the batch mean of the targets, hence this value, is
   unchanged by them."""
   from livt_jax import benchmark  # pylint: disable=g-import-not-at-top
-  labels = benchmark.synthetic_batch(benchmark.parse_args(ARGS))['label']
+  from livt_jax.bench import workload  # pylint: disable=g-import-not-at-top
+  labels = workload.synthetic_batch(benchmark.parse_args(ARGS))['label']
   counts = np.array([int(500 * 100 ** (-i / 9)) for i in range(NUM_CLASSES)], np.float64)
   prior = counts / counts.sum()
   bias = np.log(prior) - np.log1p(-prior) + np.log(NUM_CLASSES - 1)

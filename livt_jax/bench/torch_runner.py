@@ -1,0 +1,224 @@
+"""The PyTorch side: the same model, loss and AdamW step, timed in a child process.
+
+`TorchChild` starts `python -m livt_jax.benchmark ... --torch_child` with the user's own malloc
+settings; `serve_torch_child` is that child's side. torch itself is imported only there.
+"""
+import dataclasses
+import functools
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from livt_jax import host_malloc
+from livt_jax import losses
+from livt_jax.bench import measure
+from livt_jax.bench import report
+from livt_jax.bench import torch_models
+from livt_jax.bench import workload
+from livt_jax.models import vit
+
+LAYER_DECAY_GROUPS = ('cls_token', 'pos_embed', 'patch_embed')
+
+
+def _mix(x, targets, generator_np, mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5):
+  """timm-style batch mixup/cutmix (one lambda per batch, partner = reversed batch)."""
+  if generator_np.rand() < switch_prob:
+    lam = generator_np.beta(cutmix_alpha, cutmix_alpha)
+    h, w = x.shape[-2:]
+    r = math.sqrt(1.0 - lam)
+    ch, cw = int(h * r), int(w * r)
+    cy, cx = generator_np.randint(0, h), generator_np.randint(0, w)
+    y0, y1 = np.clip([cy - ch // 2, cy + ch // 2], 0, h)
+    x0, x1 = np.clip([cx - cw // 2, cx + cw // 2], 0, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
+    lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+  else:
+    lam = generator_np.beta(mixup_alpha, mixup_alpha)
+    x = x * lam + x.flip(0) * (1.0 - lam)
+  return x, targets * lam + targets.flip(0) * (1.0 - lam)
+
+
+def _param_groups(model, depth, weight_decay, layer_decay):
+  """MAE/BEiT parameter groups: no decay on 1-D params and tokens; layer-wise lr scale."""
+  groups = {}
+  for name, p in model.named_parameters():
+    no_decay = p.ndim <= 1 or name in ('cls_token', 'pos_embed', 'mask_token')
+    if layer_decay is None:
+      layer = depth + 1
+    elif name.split('.')[0] in LAYER_DECAY_GROUPS:
+      layer = 0
+    elif name.startswith('blocks.'):
+      layer = int(name.split('.')[1]) + 1
+    else:
+      layer = depth + 1
+    scale = 1.0 if layer_decay is None else layer_decay ** (depth + 1 - layer)
+    key = (layer, no_decay)
+    groups.setdefault(key, {'params': [], 'weight_decay': 0.0 if no_decay else weight_decay,
+                            'lr_scale': scale})['params'].append(p)
+  return list(groups.values())
+
+
+def build_torch_runner(stage_name: str, args, flops: float | None) -> measure.Runner:
+  """The same model, loss and AdamW in PyTorch, warmed up."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+
+  torch.set_num_threads(measure.usable_cpus())
+  # XLA's CPU runtime flushes denormals to zero; without the same, tiny Adam moments can make
+  # torch's elementwise kernels many times slower, which would not be a fair comparison.
+  torch.set_flush_denormal(True)
+  torch.manual_seed(0)
+  dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+  gc.collect()
+  rss_before = measure.current_rss_bytes()
+  measure.reset_peak_rss()
+  if dev == 'cuda':
+    torch.cuda.reset_peak_memory_stats()
+  Block, VisionTransformer, impl = torch_models.timm_classes()  # pylint: disable=invalid-name
+  v = vit.get_variant(args.variant)
+  act = (functools.partial(nn.GELU, approximate='tanh') if args.gelu == 'tanh' else nn.GELU)
+  config = workload.make_config(args)
+  if stage_name == 'bft':
+    model = VisionTransformer(
+        img_size=args.image_size, patch_size=args.patch, in_chans=args.channels,
+        num_classes=args.num_classes, embed_dim=v['width'], depth=v['depth'],
+        num_heads=v['heads'], mlp_ratio=v['mlp_ratio'], qkv_bias=True, global_pool='avg',
+        fc_norm=True, drop_path_rate=args.drop_path, act_layer=act)
+    sc = config.bft
+    groups = _param_groups(model, v['depth'], sc.weight_decay, sc.layer_decay)
+  else:
+    model = torch_models.mae_class(Block)(
+        args.image_size, args.patch, args.channels, v['width'], v['depth'], v['heads'],
+        v['mlp_ratio'], args.decoder_width, args.decoder_depth, args.decoder_heads,
+        args.mask_ratio, act)
+    sc = config.mgp
+    groups = _param_groups(model, v['depth'], sc.weight_decay, None)
+  model = model.to(dev).train()
+  lr = sc.base_lr * args.batch / 256
+  for g in groups:
+    g['lr'] = lr * g.pop('lr_scale')
+  opt = torch.optim.AdamW(groups, lr=lr, betas=(sc.b1, sc.b2), eps=1e-8)
+
+  host = workload.synthetic_batch(args)
+  images = torch.from_numpy(host['image'].transpose(0, 3, 1, 2).copy()).to(dev)
+  labels = torch.from_numpy(host['label'].astype(np.int64)).to(dev)
+  counts = workload.long_tail_counts(args.num_classes)
+  bias = torch.from_numpy(losses.bal_bce_bias(
+      counts, config.bft.tau, config.bft.bias_form).astype(np.float32)).to(dev)
+  smooth = config.bft.label_smoothing
+  targets = F.one_hot(labels, args.num_classes).float() * (1 - smooth) + smooth / args.num_classes
+  rng_np = np.random.RandomState(0)
+  params = [p for p in model.parameters()]
+  autocast = functools.partial(torch.autocast, device_type=dev, dtype=torch.bfloat16,
+                               enabled=args.precision == 'bfloat16')
+  last = {}
+
+  def run_one():
+    if stage_name == 'bft':
+      x, t = _mix(images, targets, rng_np)
+      with autocast():
+        logits = model(x)
+      # Summed over classes, mean over the batch, as livt_jax.losses.sigmoid_bce.
+      loss = F.binary_cross_entropy_with_logits(logits.float() + bias, t,
+                                                reduction='sum') / x.shape[0]
+    else:
+      with autocast():
+        loss = model(images)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    # The JAX step reports the gradient norm too (MAE's loss scaler computes it every step).
+    torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    opt.step()
+    last['loss'] = loss.item()  # syncs, like block_until_ready
+    if dev == 'cuda':
+      torch.cuda.synchronize()
+
+  def run(n):
+    return measure.timed_steps(run_one, n)
+
+  run(args.warmup)
+  runner = measure.Runner(
+      stage_name, 'torch', run, rss_before=rss_before, flops=flops, loss=lambda: last['loss'],
+      impl=f'torch {torch.__version__} {impl}, {torch.get_num_threads()} threads')
+  runner.peak_rss = measure.peak_rss_bytes()
+  if dev == 'cuda':
+    runner.device_peak = int(torch.cuda.max_memory_allocated())
+  return runner
+
+
+class TorchChild:
+  """The PyTorch runners, in a child process started with the user's own malloc settings.
+
+  The JAX side runs with the glibc tunables `host_malloc` sets for CPU runs (as the engine
+  does); PyTorch is timed as its users run it, in a process with the environment from before
+  that re-exec. The child takes one command per line on stdin ('round STAGE N', 'finish FLOPS')
+  and answers on stdout, so timed rounds still alternate between the frameworks (which is what
+  keeps the comparison fair on a machine whose speed drifts by 10-20% from minute to minute).
+  """
+
+  def __init__(self, argv: list[str]):
+    cmd = [sys.executable, '-m', 'livt_jax.benchmark', *argv, '--torch_child']
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 env=host_malloc.untuned_environ(os.environ))
+    self._reply()  # built and warmed up
+
+  def _reply(self) -> str:
+    for line in self.proc.stdout:
+      if line.startswith(_CHILD_REPLY):
+        return line[len(_CHILD_REPLY):].strip()
+      print(line, end='')  # the child's own output (warnings), passed through
+    raise RuntimeError(f'the PyTorch benchmark child exited with code {self.proc.wait()}')
+
+  def _ask(self, command: str) -> str:
+    self.proc.stdin.write(command + '\n')
+    self.proc.stdin.flush()
+    return self._reply()
+
+  def timed_round(self, stage: str, n: int):
+    self._ask(f'round {stage} {n}')
+
+  def finish(self, flops: dict, peak_tflops: float | None) -> list[dict]:
+    """The child's results, with the FLOPs per step XLA counted for the same model."""
+    results = json.loads(self._ask('finish ' + json.dumps({'flops': flops, 'peak': peak_tflops})))
+    self.proc.wait()
+    return results
+
+
+_CHILD_REPLY = '@@livt_benchmark '
+
+
+@dataclasses.dataclass
+class ChildRunner:
+  """Stands for one of the child's runners in the parent's round-robin."""
+  child: TorchChild
+  stage: str
+
+  def timed_round(self, n: int):
+    self.child.timed_round(self.stage, n)
+
+
+def serve_torch_child(args, stages: list[str]) -> None:
+  """The child's side of `TorchChild`."""
+  runners = {s: build_torch_runner(s, args, None) for s in stages}
+  print(_CHILD_REPLY + 'ready', flush=True)
+  for line in sys.stdin:
+    command, rest = line.strip().split(' ', 1)
+    if command == 'round':
+      stage, n = rest.split()
+      runners[stage].timed_round(int(n))
+      print(_CHILD_REPLY + 'done', flush=True)
+    elif command == 'finish':
+      told = json.loads(rest)
+      for stage, r in runners.items():
+        r.flops = told['flops'].get(stage)
+      results = [report.summarise(r, args, told['peak']) for r in runners.values()]
+      print(_CHILD_REPLY + json.dumps(results), flush=True)
+      return
+
