@@ -9,8 +9,10 @@ balanced 10,000. Groups: Many > 1000 (4 classes), Medium 200..1000 (3), Few < 20
 
 A tiny ViT (width 128, depth 6, 4 heads, patch 7: 16 tokens) with a 2-block decoder; the LiVT
 recipe otherwise (MGP -> Bal-BCE fine-tuning with layer decay), shortened to minutes.
-Reference points measured on this machine: ../shared/notes/BASELINES.md (MAE 5 min + Bal-BCE
-5 min: 80.2% top-1).
+Reference points, measured on a 2-core CPU with a throwaway script (not this engine) on the same
+data and model (batch 128, float32, AdamW lr 1e-3, no mixup): MAE 5 min, then Bal-BCE (tau 1,
+layer decay 0.75) 5 min: 80.2% top-1 (Many 89.9, Medium 61.5, Few 85.9, ECE 7.1); Bal-BCE from
+scratch, 7 min: 75.7%; CE from scratch, 7 min: 74.7%.
 """
 from livt_jax import config_defaults
 

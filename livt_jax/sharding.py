@@ -18,7 +18,8 @@ BATCH_AXES = ('data', 'fsdp')
 def make_mesh(config, devices=None) -> Mesh:
   devices = jax.devices() if devices is None else devices
   data, fsdp = validate.mesh_shape(config, len(devices))
-  # Auto axis types: the classic sharding-propagation style (see STACK.md).
+  # Auto axis types: the classic sharding-propagation style. (jax 0.10's jax.make_mesh defaults to
+  # explicit axis types, under which this code's conv/reshape ops raise ShardingTypeError.)
   return Mesh(np.asarray(devices).reshape(data, fsdp), ('data', 'fsdp'),
               axis_types=(AxisType.Auto, AxisType.Auto))
 
