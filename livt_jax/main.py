@@ -2,6 +2,7 @@ r"""LiVT entry point.
 
   python -m livt_jax.main --config=configs/fashion_mnist_lt.py --workdir=runs/fmnist
   python -m livt_jax.main --config=configs/inat18.py --dry_run
+  python -m livt_jax.main --config=configs/inat18.py --aot=v5p:2x2x2   # plan a TPU run (aot.py)
   python -m livt_jax.main --config=configs/places_lt.py --config.bft.tau=1.05 --workdir=...
 
 Any config field can be overridden with --config.FIELD=VALUE (ml_collections config_flags).
@@ -27,6 +28,10 @@ from livt_jax import supervise
 
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and the report go.')
 flags.DEFINE_bool('dry_run', False, 'Validate and resolve the config, print it, and exit.')
+flags.DEFINE_string('aot', None, 'Plan a TPU run from this host: compile the train steps for a '
+                    'TPU topology (e.g. v5e:4x4, v5p:2x2x2) and print memory per chip, FLOPs, '
+                    'time per epoch and collectives (livt_jax/aot.py; needs '
+                    'requirements-tpu-aot.txt installed into .libtpu).')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback for configuration/data errors.')
 flags.DEFINE_bool('verbose', False, 'Show library INFO logs (orbax, absl, jax) on the console '
                   'too; by default they only go to the log file in WORKDIR/logs.')
@@ -70,17 +75,29 @@ def _route_logs(held, workdir: str | None, process_index: int):
   return path
 
 
+def _clear_errors() -> tuple[type, ...]:
+  """Errors whose message says what to do: one line, no traceback. Looked up lazily, so a
+  config error does not wait for TensorFlow (clu) and orbax to import."""
+  types = [ValueError, FileNotFoundError]
+  for module, name in (('livt_jax.checkpointing', 'CheckpointSaveError'),
+                       ('livt_jax.train', 'NonFiniteError')):
+    if module in sys.modules:
+      types.append(getattr(sys.modules[module], name))
+  return tuple(types)
+
+
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.aot:  # before jax starts: the AOT plan sets up libtpu and the host platform itself
+    from livt_jax import aot  # pylint: disable=g-import-not-at-top
+    return aot.main(FLAGS.config, FLAGS.aot, traceback=FLAGS.traceback)
   held = _quiet_console()
   # Imports after flag parsing: jax must see the distributed/platform settings first.
   distributed.maybe_initialize()
   import jax  # pylint: disable=g-import-not-at-top
-  from livt_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from livt_jax import plan  # pylint: disable=g-import-not-at-top
   from livt_jax import preemption  # pylint: disable=g-import-not-at-top
-  from livt_jax import train  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
   log_file = _route_logs(held, None if FLAGS.dry_run else FLAGS.workdir, jax.process_index())
 
@@ -104,9 +121,8 @@ def _main(argv):
     if jax.process_index() == 0:
       print(f'livt_jax: {e}', flush=True)
     return preemption.EXIT_PREEMPTED
-  except (ValueError, FileNotFoundError, checkpointing.CheckpointSaveError,
-          train.NonFiniteError) as e:
-    if FLAGS.traceback:
+  except Exception as e:  # pylint: disable=broad-except
+    if not isinstance(e, _clear_errors()) or FLAGS.traceback:
       raise
     logging.debug('error', exc_info=True)
     print(f'livt_jax: error: {e}', file=sys.stderr)

@@ -14,7 +14,7 @@ from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources
 
-SCRATCH = 'scratch'  # bft.init_from value that asks for a randomly initialised encoder
+SCRATCH = validate.INIT_FROM_SCRATCH  # bft.init_from value for a randomly initialised encoder
 
 _say = train.say
 

@@ -4,7 +4,7 @@ import math
 import ml_collections
 
 from livt_jax.data import longtail
-from livt_jax.data import paths
+from livt_jax import paths
 from livt_jax.data import registry
 from livt_jax.models import vit
 

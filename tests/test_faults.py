@@ -152,3 +152,21 @@ def test_disk_full_during_a_save_is_one_clear_error_and_earlier_checkpoints_surv
   _params(tmp_path, 6)  # step 2 restores
   run.run(config(), str(tmp_path))  # space back: resumes from 2 and finishes
   assert max(int(n) for n in os.listdir(tmp_path / 'mgp' / 'checkpoints') if n.isdigit()) == 6
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_saved_step(tmp_path):
+  port = portpicker.pick_unused_port()
+  procs = []
+  for pid in range(2):
+    env = dict(os.environ, JAX_PLATFORMS='cpu', LIVT_COORDINATOR_ADDRESS=f'localhost:{port}',
+               LIVT_NUM_PROCESSES='2', LIVT_PROCESS_ID=str(pid))
+    procs.append(_start(tmp_path, '--config.max_steps=5000', '--config.mesh.fsdp=2',
+                        '--config.checkpoint_every_steps=1000', env=env))
+  _read_until(procs[0], r'mgp +3/5000', [])
+  procs[1].send_signal(signal.SIGTERM)  # only one process is told, as when one VM goes
+  outs = [p.communicate(timeout=120)[0] for p in procs]
+  assert [p.returncode for p in procs] == [75, 75], outs[0][-2000:] + outs[1][-2000:]
+  stopped = re.findall(r'mgp: stopped by a signal at step (\d+)', outs[0])
+  assert len(stopped) == 1 and 'stopped by a signal' not in outs[1]  # process 0 reports
+  assert sorted(int(p) for p in os.listdir(tmp_path / 'mgp' / 'checkpoints')
+                if p.isdigit()) == [int(stopped[0])]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from livt_jax.data import paths as paths_lib
+from livt_jax import paths as paths_lib
 from livt_jax.data import registry
 from livt_jax.data import source_base
 

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from livt_jax.data import paths
+from livt_jax import paths
 from livt_jax.data import registry
 
 SPLITS = ('train', 'val', 'test')
