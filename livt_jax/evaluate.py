@@ -1,4 +1,5 @@
 """Runs a classifier over a whole evaluation split, sharded, and computes the LiVT metrics."""
+import functools
 import time
 
 import jax
@@ -6,12 +7,17 @@ import numpy as np
 
 from livt_jax import metrics as metrics_lib
 from livt_jax import sharding
+from livt_jax.data import device_augment
 from livt_jax.data import pipeline
 
 
-def predict_fn(model, mesh, params_sharding):
-  """Jitted (params, batch) -> (logits, labels, mask), replicated on every process."""
+def predict_fn(model, mesh, params_sharding, preprocess=lambda b: b):
+  """Jitted (params, batch) -> (logits, labels, mask), replicated on every process.
+
+  `preprocess` normalises uint8 images on the device (`train.device_preprocess`).
+  """
   def predict(params, batch):
+    batch = preprocess(batch)
     logits = model.apply({'params': params}, batch['image'], train=False)
     return logits.astype(np.float32), batch['label'], batch['mask']
   return jax.jit(predict, in_shardings=(params_sharding, sharding.batch_sharding(mesh)),
@@ -20,7 +26,8 @@ def predict_fn(model, mesh, params_sharding):
 
 def collect_logits(config, model, params, params_sharding, source, info, mesh):
   """Logits and labels of every example of `source` exactly once (padding removed)."""
-  predict = predict_fn(model, mesh, params_sharding)
+  predict = predict_fn(model, mesh, params_sharding, functools.partial(
+      device_augment.preprocess, mean=info.mean, std=info.std))
   image_size, batch_size = config.bft.image_size, config.evaluate.batch_size
   all_logits, all_labels = [], []
   batches = pipeline.eval_batches(

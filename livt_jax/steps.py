@@ -41,11 +41,16 @@ def _grads(loss_fn: LossFn, params, batch, rng, accum_steps: int):
 
 
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: int,
-                    accum_steps: int = 1):
-  """Returns step(state, batch) -> (state, metrics); compile it with the engine's shardings."""
+                    accum_steps: int = 1, preprocess: Callable[[dict], dict] = lambda b: b):
+  """Returns step(state, batch) -> (state, metrics); compile it with the engine's shardings.
+
+  `preprocess` turns the host batch into the model's input on the device (normalisation and
+  random erasing of uint8 images: `data.device_augment.preprocess`).
+  """
   base_key = jax.random.key(seed)
 
   def step(state: train_state.TrainState, batch: dict):
+    batch = preprocess(batch)
     rng = jax.random.fold_in(base_key, state.step)
     loss, aux, grads = _grads(loss_fn, state.params, batch, rng, accum_steps)
     grad_norm = optax.tree.norm(grads)

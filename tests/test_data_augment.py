@@ -35,7 +35,7 @@ def test_train_transform_shapes_and_determinism(channels):
                              randaug_num_ops=2, random_erase_prob=0.25)
   a = augment.train_transform(image, np.random.default_rng(5), cfg)
   b = augment.train_transform(image, np.random.default_rng(5), cfg)
-  assert a.shape == (16, 16, channels) and a.dtype == np.float32
+  assert a.shape == (16, 16, channels) and a.dtype == np.uint8  # normalised on device
   np.testing.assert_array_equal(a, b)
 
 
@@ -301,9 +301,9 @@ def test_rand_augment_magnitude_zero_and_prob_zero(mode):
   assert 22 <= changed <= 38
 
 
-def test_mgp_transform_is_a_resized_crop_maybe_flipped_then_normalized():
+def test_mgp_transform_is_a_resized_crop_maybe_flipped():
   # R is a ramp along x, G along y, B constant: from the output one can read back where the
-  # crop came from, whether it was flipped, and check the normalization exactly.
+  # crop came from and whether it was flipped. (Normalisation is on the device: test below.)
   h, w, size = 48, 64, 16
   yy, xx = np.mgrid[0:h, 0:w]
   image = np.stack([40 + 3 * xx, 40 + 4 * yy, np.full_like(xx, 100)], -1).astype(np.uint8)
@@ -311,12 +311,9 @@ def test_mgp_transform_is_a_resized_crop_maybe_flipped_then_normalized():
   flips, widths = 0, []
   for seed in range(40):
     out = augment.train_transform(image, np.random.default_rng(seed), cfg)
-    assert out.shape == (size, size, 3) and out.dtype == np.float32
-    # out = (x / 255 - mean) / std, so undoing it gives whole grey levels; B stays 100.
-    pixels = (out * np.array(STD3) + np.array(MEAN3)) * 255
-    np.testing.assert_allclose(pixels, np.round(pixels), atol=2e-3)
-    np.testing.assert_allclose(pixels[..., 2], 100, atol=2e-3)
-    pixels = np.round(pixels)
+    assert out.shape == (size, size, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 2], 100)  # the constant channel stays constant
+    pixels = out.astype(np.float64)
     r, g = pixels[..., 0], pixels[..., 1]
     assert np.ptp(r, axis=0).max() <= 1 and np.ptp(g, axis=1).max() <= 1
     assert r.min() >= 40 - 1 and r.max() <= 40 + 3 * (w - 1) + 1
@@ -345,27 +342,49 @@ def test_mgp_transform_is_a_resized_crop_maybe_flipped_then_normalized():
   assert np.ptp(widths) > 10  # the crop size varies
 
 
-def test_random_erase_pixel_mode():
-  image = np.zeros((32, 32, 3), np.float32)
-  assert augment.random_erase(image, np.random.default_rng(0), 0.0) is image
-  erased = [augment.random_erase(image, np.random.default_rng(s), 1.0) for s in range(20)]
-  fractions = [np.mean(np.any(e != 0, axis=-1)) for e in erased]
-  assert all(0.015 <= f <= 0.34 for f in fractions)
-  noise = np.concatenate([e[e != 0] for e in erased])
-  assert abs(noise.mean()) < 0.1 and abs(noise.std() - 1) < 0.1  # N(0, 1) per pixel.
-  rate = np.mean([np.any(augment.random_erase(image, np.random.default_rng(s), 0.25))
+def test_erase_box_distribution():
+  boxes = [augment.erase_box(32, np.random.default_rng(s), 1.0) for s in range(200)]
+  areas = np.array([b[2] * b[3] for b, _ in boxes]) / 32 ** 2
+  assert np.all(areas > 0) and 0.015 <= areas.min() and areas.max() <= 0.36  # 2%..1/3, rounded
+  for (top, left, h, w), _ in boxes:
+    assert 0 <= top and top + h <= 32 and 0 <= left and left + w <= 32
+  assert len({int(seed) for _, seed in boxes}) == 200  # a noise seed per record
+  none, seed = augment.erase_box(32, np.random.default_rng(0), 0.0)
+  assert not none.any() and seed == 0
+  rate = np.mean([augment.erase_box(32, np.random.default_rng(s), 0.25)[0][2] > 0
                   for s in range(400)])
   assert 0.18 < rate < 0.32
 
 
+def test_device_normalize_and_erase_match_numpy():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import device_augment  # pylint: disable=g-import-not-at-top
+  images = np.stack([rgb(12, 12, seed=s) for s in range(3)])
+  expected = (images / 255.0 - np.array(MEAN3)) / np.array(STD3)  # float64 reference
+  boxes = np.array([[2, 3, 4, 5], [0, 0, 0, 0], [0, 0, 12, 12]], np.int32)
+  seeds = np.array([7, 0, 9], np.uint32)
+  out = np.asarray(device_augment.preprocess(
+      {'image': jnp.asarray(images), 'erase_box': boxes, 'erase_seed': seeds,
+       'label': np.zeros(3)}, MEAN3, STD3)['image'])
+  inside = np.zeros((3, 12, 12), bool)
+  inside[0, 2:6, 3:8] = True
+  inside[2] = True
+  np.testing.assert_allclose(out[~inside], expected[~inside], rtol=1e-6, atol=1e-6)
+  noise = out[inside]
+  assert not np.allclose(noise, expected[inside], atol=0.1)
+  assert abs(noise.mean()) < 0.15 and abs(noise.std() - 1) < 0.15  # N(0, 1) per pixel
+  again = device_augment.random_erase(jnp.zeros((3, 12, 12, 3)), boxes, seeds)
+  np.testing.assert_array_equal(np.asarray(again)[inside], noise)  # the seed decides the noise
+
+
 def test_eval_transform_small_and_large():
   small = rgb(28, 28)[..., :1]
-  out = augment.eval_transform(small, 28, (0.5,), (0.5,))
-  np.testing.assert_allclose(out, (small / 255 - 0.5) / 0.5, atol=1e-6)  # No resampling.
-  assert augment.eval_transform(rgb(32, 32), 48, MEAN3, STD3).shape == (48, 48, 3)
+  out = augment.eval_transform(small, 28)
+  np.testing.assert_array_equal(out, small)  # No resampling.
+  assert augment.eval_transform(rgb(32, 32), 48).shape == (48, 48, 3)
   # Large: shorter side to 224 / 0.875 = 256, then the centre 224 x 224.
   big = np.zeros((300, 400, 3), np.uint8)
   big[:, 200:] = 255
-  out = augment.eval_transform(big, 224, (0, 0, 0), (1, 1, 1))
-  assert out.shape == (224, 224, 3)
-  assert out[:, :100].max() < 0.01 and out[:, 124:].min() > 0.99
+  out = augment.eval_transform(big, 224)
+  assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+  assert out[:, :100].max() < 3 and out[:, 124:].min() > 252

@@ -47,8 +47,15 @@ def train_iter(stage='bft', process_index=0, process_count=1, global_batch=16, t
 
 def test_batch_shapes_and_types():
   batch = next(train_iter())
-  assert batch['image'].shape == (16, 8, 8, 3) and batch['image'].dtype == np.float32
+  # uint8 on the wire: a quarter of float32's host-to-device bytes.
+  assert batch['image'].shape == (16, 8, 8, 3) and batch['image'].dtype == np.uint8
   assert batch['label'].shape == (16,) and batch['label'].dtype == np.int32
+  # BFT erases (prob 0.25): each image's box and noise seed travel with it.
+  assert batch['erase_box'].shape == (16, 4) and batch['erase_box'].dtype == np.int32
+  assert batch['erase_seed'].shape == (16,) and batch['erase_seed'].dtype == np.uint32
+  erased = batch['erase_box'][:, 2] > 0
+  assert np.all(batch['erase_seed'][~erased] == 0)
+  assert set(next(train_iter(stage='mgp'))) == {'image', 'label'}
   assert pipeline.steps_per_epoch(N, 16) == 6
 
 

@@ -1,8 +1,9 @@
 """Per-example host augmentation (numpy / PIL), seeded by the per-record generator.
 
-MGP (Table 9): RandomResizedCrop + horizontal flip + normalize.
-BFT: the same + RandAugment before normalizing, then random erasing on the normalized
-image (timm 'pixel' mode). Mixup / CutMix run later, on device (`mixup.py`).
+MGP (Table 9): RandomResizedCrop + horizontal flip. BFT: the same + RandAugment, and the box and
+noise seed of random erasing. The output stays uint8: normalisation and erasing (on the
+normalised image, timm 'pixel' mode) run on the device (`device_augment.py`), as do Mixup /
+CutMix (`mixup.py`).
 Interpolation is bicubic throughout, as in MAE's pre-training and fine-tuning transforms.
 """
 import dataclasses
@@ -48,16 +49,6 @@ def from_pil(img: Image.Image) -> np.ndarray:
   return array[..., None] if array.ndim == 2 else array
 
 
-def normalize(image: np.ndarray, mean, std) -> np.ndarray:
-  """uint8 [H, W, C] -> float32 (x / 255 - mean) / std."""
-  std = np.asarray(std, np.float32)
-  out = image.astype(np.float32)
-  # In place: half the time of the expression form on 224 px images (no temporaries).
-  out *= np.float32(1 / 255) / std
-  out -= np.asarray(mean, np.float32) / std
-  return out
-
-
 def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
                             scale: tuple[float, float],
                             ratio: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -85,33 +76,35 @@ def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
   return left, top, left + w, top + h
 
 
-def random_erase(image: np.ndarray, rng: np.random.Generator, prob: float,
-                 min_area: float = 0.02, max_area: float = 1 / 3,
-                 min_aspect: float = 0.3) -> np.ndarray:
-  """timm RandomErasing, mode 'pixel', one box: N(0, 1) noise on the normalized image."""
+def erase_box(image_size: int, rng: np.random.Generator, prob: float,
+              min_area: float = 0.02, max_area: float = 1 / 3,
+              min_aspect: float = 0.3) -> tuple[np.ndarray, np.uint32]:
+  """timm RandomErasing's box (one box): ((top, left, height, width), noise seed).
+
+  Drawn here from the record's generator; the noise is drawn and applied on the device
+  (`device_augment.random_erase`). Height 0: no erasing.
+  """
+  box = np.zeros(4, np.int32)
   if prob <= 0 or rng.random() >= prob:
-    return image
-  height, width, channels = image.shape
-  area = height * width
+    return box, np.uint32(0)
+  area = image_size * image_size
   log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
   for _ in range(10):
     target_area = rng.uniform(min_area, max_area) * area
     aspect = math.exp(rng.uniform(*log_aspect))
     h = int(round(math.sqrt(target_area * aspect)))
     w = int(round(math.sqrt(target_area / aspect)))
-    if w < width and h < height:
-      top = int(rng.integers(0, height - h + 1))
-      left = int(rng.integers(0, width - w + 1))
-      image = image.copy()
-      image[top:top + h, left:left + w] = rng.standard_normal(
-          (h, w, channels), dtype=np.float32)
+    if w < image_size and h < image_size:
+      top = int(rng.integers(0, image_size - h + 1))
+      left = int(rng.integers(0, image_size - w + 1))
+      box[:] = (top, left, h, w)
       break
-  return image
+  return box, np.uint32(rng.integers(0, 2**32))
 
 
 def train_transform(image: np.ndarray, rng: np.random.Generator,
                     cfg: TrainAugment) -> np.ndarray:
-  """uint8 [H, W, C] -> float32 [S, S, C], normalized and augmented."""
+  """uint8 [H, W, C] -> uint8 [S, S, C]: crop, flip, RandAugment (normalised on device)."""
   img = to_pil(image)
   box = random_resized_crop_box(img.width, img.height, rng,
                                 (cfg.crop_scale_min, 1.0), cfg.crop_ratio)
@@ -124,13 +117,13 @@ def train_transform(image: np.ndarray, rng: np.random.Generator,
         img, rng, num_ops=cfg.randaug_num_ops, magnitude=cfg.randaug_magnitude,
         magnitude_std=cfg.randaug_magnitude_std,
         fill=randaugment.fill_color(cfg.mean, img.mode))
-  out = normalize(from_pil(img), cfg.mean, cfg.std)
-  return random_erase(out, rng, cfg.random_erase_prob)
+  return from_pil(img)
 
 
-def eval_transform(image: np.ndarray, image_size: int, mean, std,
+def eval_transform(image: np.ndarray, image_size: int,
                    native_size: Optional[int] = None) -> np.ndarray:
-  """Deterministic eval preprocessing: uint8 [H, W, C] -> float32 [S, S, C] normalized.
+  """Deterministic eval preprocessing: uint8 [H, W, C] -> uint8 [S, S, C] (normalised on
+  device).
 
   Small native images (<= SMALL_IMAGE_MAX px, e.g. 28 or 32) are resized straight to
   `image_size` (nothing to crop away); larger ones have their shorter side resized to
@@ -139,8 +132,6 @@ def eval_transform(image: np.ndarray, image_size: int, mean, std,
   Args:
     image: uint8 [H, W, C].
     image_size: output side S.
-    mean: per-channel mean.
-    std: per-channel std.
     native_size: the dataset's native side if fixed (decides small vs large); defaults to
       this image's larger side.
   """
@@ -149,7 +140,7 @@ def eval_transform(image: np.ndarray, image_size: int, mean, std,
   if native <= SMALL_IMAGE_MAX:
     if (height, width) != (image_size, image_size):
       image = from_pil(to_pil(image).resize((image_size, image_size), _RESAMPLE))
-    return normalize(image, mean, std)
+    return image
   img = to_pil(image)
   short = int(image_size / EVAL_CROP_PCT)
   if width <= height:
@@ -159,4 +150,4 @@ def eval_transform(image: np.ndarray, image_size: int, mean, std,
   img = img.resize(size, _RESAMPLE)
   left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
   img = img.crop((left, top, left + image_size, top + image_size))
-  return normalize(from_pil(img), mean, std)
+  return from_pil(img)

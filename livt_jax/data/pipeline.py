@@ -100,8 +100,12 @@ def _train_example(epoch_and_index, *, source, seed, stage_id, cfg):
   epoch, index = epoch_and_index
   rng = np.random.default_rng([seed, _AUGMENT, stage_id, epoch, index])
   record = source[index]
-  return {'image': augment.train_transform(record['image'], rng, cfg),
-          'label': np.int32(record['label'])}
+  example = {'image': augment.train_transform(record['image'], rng, cfg),
+             'label': np.int32(record['label'])}
+  if cfg.random_erase_prob > 0:
+    example['erase_box'], example['erase_seed'] = augment.erase_box(
+        cfg.image_size, rng, cfg.random_erase_prob)
+  return example
 
 
 def train_augment_config(stage: str, stage_config,
@@ -141,7 +145,9 @@ def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.D
 
   Returns:
     A grain DatasetIterator (get_state / set_state for checkpointing) of
-    {'image': float32 [local, S, S, C], 'label': int32 [local]}.
+    {'image': uint8 [local, S, S, C], 'label': int32 [local]}, plus 'erase_box' int32
+    [local, 4] and 'erase_seed' uint32 [local] when BFT erases (`device_augment.preprocess`
+    turns this into the model's input inside the jitted step).
   """
   local = _local_batch(global_batch_size, process_count)
   if not 0 <= process_index < process_count:
@@ -178,12 +184,12 @@ class _EvalOrder:
     return position if position < self._n else -1
 
 
-def _eval_example(index, *, source, image_size, mean, std, native_size, pad_shape):
+def _eval_example(index, *, source, image_size, native_size, pad_shape):
   if index < 0:
-    return {'image': np.zeros(pad_shape, np.float32), 'label': np.int32(0),
+    return {'image': np.zeros(pad_shape, np.uint8), 'label': np.int32(0),
             'mask': np.float32(0)}
   record = source[index]
-  image = augment.eval_transform(record['image'], image_size, mean, std, native_size)
+  image = augment.eval_transform(record['image'], image_size, native_size)
   return {'image': image, 'label': np.int32(record['label']), 'mask': np.float32(1)}
 
 
@@ -207,7 +213,7 @@ def eval_batches(source, *, dataset_info: registry.DatasetInfo, image_size: int,
   """Every record of `source` exactly once, in order, in padded global batches.
 
   Returns:
-    An iterable of {'image': float32 [local, S, S, C], 'label': int32 [local],
+    An iterable of {'image': uint8 [local, S, S, C], 'label': int32 [local],
     'mask': float32 [local]} (mask 0 on padding rows), `num_eval_batches(len(source),
     global_batch_size)` batches on every process.
   """
@@ -217,8 +223,8 @@ def eval_batches(source, *, dataset_info: registry.DatasetInfo, image_size: int,
   native = max(shape[:2]) if shape is not None else None
   pad_shape = (image_size, image_size, dataset_info.num_channels)
   ds = grain.MapDataset.source(order).map(functools.partial(
-      _eval_example, source=source, image_size=image_size, mean=tuple(dataset_info.mean),
-      std=tuple(dataset_info.std), native_size=native, pad_shape=pad_shape))
+      _eval_example, source=source, image_size=image_size, native_size=native,
+      pad_shape=pad_shape))
   ds = ds.batch(local, drop_remainder=False)
   ds = ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer))
   return EvalBatches(ds, num_eval_batches(len(source), global_batch_size))
