@@ -5,6 +5,7 @@ sharded by a jitted init, the state donated to the step, checkpoints with the da
 a NaN/inf guard that stops the run without saving anything corrupt.
 """
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable
@@ -23,7 +24,9 @@ from livt_jax import preemption
 from livt_jax import sharding
 from livt_jax import steps
 from livt_jax import train_state
+from livt_jax.data import device_augment
 from livt_jax.data import pipeline
+from livt_jax.data import registry
 from livt_jax.models import factory
 from livt_jax.models import vit
 
@@ -81,9 +84,16 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
                checkpointing.abstract_with_shardings(abstract, state_sharding), init_jit)
 
 
+def device_preprocess(config):
+  """The on-device part of the input pipeline for this config's dataset."""
+  info = registry.get_info(config.dataset.name)
+  return functools.partial(device_augment.preprocess, mean=info.mean, std=info.std)
+
+
 def compile_step(stage: Stage, loss_fn, mesh, config):
   step = steps.make_train_step(loss_fn, stage.tx, seed=config.seed,
-                               accum_steps=config.grad_accum_steps)
+                               accum_steps=config.grad_accum_steps,
+                               preprocess=device_preprocess(config))
   return jax.jit(step, in_shardings=(stage.state_sharding, sharding.batch_sharding(mesh)),
                  out_shardings=(stage.state_sharding, sharding.replicated(mesh)),
                  donate_argnums=0)
