@@ -23,6 +23,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.num_classes = ml_collections.config_dict.placeholder(int)  # checked against the data
   c.dataset.read_threads = 2
   c.dataset.prefetch_buffer = 2
+  c.dataset.device_prefetch = 2  # global batches put on the devices ahead of the step (0: none)
   # Many/Medium/Few groups by training count: many > many_threshold, few < few_threshold.
   c.dataset.many_threshold = 100
   c.dataset.few_threshold = 20

@@ -26,6 +26,7 @@ from livt_jax import steps
 from livt_jax import train_state
 from livt_jax.data import device_augment
 from livt_jax.data import pipeline
+from livt_jax.data import prefetch
 from livt_jax.data import registry
 from livt_jax.models import factory
 from livt_jax.models import vit
@@ -170,11 +171,13 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
   if config.profile and jax.process_index() == 0:
     hooks.append(periodic_actions.Profile(
         logdir=paths.native(paths.resolve(workdir) / 'profile' / stage.name)))
+  batches = prefetch.DevicePrefetch(iterator, lambda b: sharding.global_batch(b, mesh),
+                                    size=config.dataset.device_prefetch)
   pending, t0, n0 = [], time.perf_counter(), start
   with preemption.StopOnSignal() as stopper:
     for step in range(start + 1, total + 1):
       with jax.profiler.StepTraceAnnotation(stage.name, step_num=step):
-        batch = sharding.global_batch(next(iterator), mesh)
+        batch = next(batches)
         state, metrics = step_fn(state, batch)
       pending.append((step, metrics['finite']))
       for hook in hooks:
@@ -194,7 +197,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
       stop = stopper.should_stop(step)
       if stop or step == total or mngr.should_save(step):
         _check_finite(pending, stage.name, ckpt_dir)
-        checkpointing.save(mngr, step, state, iterator)
+        checkpointing.save(mngr, step, state, batches)
       if stop:
         checkpointing.wait(mngr)
         writer.flush()

@@ -107,24 +107,27 @@ class _Killed(Exception):
   """Stands in for the process dying between two steps."""
 
 
-def test_mgp_killed_mid_stage_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch,
-                                                                   compiled):
+def test_mgp_killed_mid_stage_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
   config = lambda: _config(stages='mgp', max_steps=5, **{'mgp.warmup_epochs': 0})
   run.run(config(), str(tmp_path / 'straight'))
 
-  real_global_batch, calls = sharding.global_batch, []
+  real_compile, calls = train.compile_step, []
 
-  def dies_at_step_4(batch, mesh):
-    calls.append(1)
-    if len(calls) == 4:  # steps 1-3 done, checkpoint at step 2
-      raise _Killed()
-    return real_global_batch(batch, mesh)
+  def compile_step_dying_at(die_at):
+    def compile_step(*args, **kwargs):
+      step = real_compile(*args, **kwargs)
 
-  monkeypatch.setattr(sharding, 'global_batch', dies_at_step_4)
+      def counted(state, batch):
+        calls.append(1)
+        if len(calls) == die_at:  # steps 1-3 done, checkpoint at step 2
+          raise _Killed()
+        return step(state, batch)
+      return counted
+    return compile_step
+
+  monkeypatch.setattr(train, 'compile_step', compile_step_dying_at(4))
   with pytest.raises(_Killed):
     run.run(config(), str(tmp_path / 'killed'))
-  counted = lambda batch, mesh: (calls.append(1), real_global_batch(batch, mesh))[1]
-  monkeypatch.setattr(sharding, 'global_batch', counted)
   # The asynchronous save of step 2 finishes in the background (a real kill could lose it:
   # then the rerun would start from 0, which the step count below would show).
   ckpt_dir = tmp_path / 'killed' / 'mgp' / 'checkpoints'
@@ -134,6 +137,7 @@ def test_mgp_killed_mid_stage_resumes_to_the_uninterrupted_result(tmp_path, monk
     time.sleep(0.2)
   assert saved() == ['2']
   calls.clear()
+  monkeypatch.setattr(train, 'compile_step', compile_step_dying_at(-1))
   run.run(config(), str(tmp_path / 'killed'))
   assert len(calls) == 3  # steps 3, 4 and 5: it resumed, it did not start over
 
