@@ -12,3 +12,11 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+# libtpu, for the AOT plan (`--aot=v5e:4x4`: compile for TPU slices on this host) and its tests:
+# installed into .libtpu, outside the venv (in the venv, every jax start would try the TPU
+# backend); a 213 MB wheel, ~690 MB unpacked. LIVT_SKIP_LIBTPU=1 skips it.
+LIBTPU_VERSION=$(sed -n 's/^libtpu==//p' requirements-tpu-aot.txt)
+if [ "${LIVT_SKIP_LIBTPU:-0}" != 1 ] && [ ! -d ".libtpu/libtpu-$LIBTPU_VERSION.dist-info" ]; then
+  rm -rf .libtpu
+  .venv/bin/python -m pip install -q --target .libtpu -r requirements-tpu-aot.txt
+fi

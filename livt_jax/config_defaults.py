@@ -24,6 +24,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.read_threads = 2
   c.dataset.prefetch_buffer = 2
   c.dataset.device_prefetch = 2  # global batches put on the devices ahead of the step (0: none)
+  # Worker processes for decoding + augmentation (0: threads of the training process only).
+  # Each costs a few seconds to start; on a large host use several per chip (README).
+  c.dataset.workers = 0
   # Many/Medium/Few groups by training count: many > many_threshold, few < few_threshold.
   c.dataset.many_threshold = 100
   c.dataset.few_threshold = 20

@@ -152,7 +152,8 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
       source, stage=stage.name, stage_config=config[stage.name], dataset_info=info,
       global_batch_size=stage.plan.global_batch, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer)
+      read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer,
+      workers=config.dataset.workers)
   if start is not None:
     state = checkpointing.restore(mngr, stage.abstract_state, iterator)
     say(f'{stage.name}: resuming from step {int(state.step)} in {ckpt_dir}')
@@ -204,6 +205,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
         raise preemption.Preempted(stage.name, step, os.fspath(ckpt_dir))
   checkpointing.wait(mngr)
   writer.flush()
+  iterator.close()  # stops grain's worker processes, if any
   return state
 
 

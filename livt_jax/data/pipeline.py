@@ -128,7 +128,7 @@ def train_augment_config(stage: str, stage_config,
 def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.DatasetInfo,
                    global_batch_size: int, seed: int, process_index: int = 0,
                    process_count: int = 1, read_threads: int = 2,
-                   prefetch_buffer: int = 2) -> grain.DatasetIterator:
+                   prefetch_buffer: int = 2, workers: int = 0) -> grain.DatasetIterator:
   """Endless training batches for this process.
 
   Args:
@@ -142,6 +142,9 @@ def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.D
     process_count: jax.process_count().
     read_threads: grain reader threads (config.dataset.read_threads).
     prefetch_buffer: batches read ahead (config.dataset.prefetch_buffer).
+    workers: worker processes for decoding and augmentation (config.dataset.workers); 0 keeps
+      it in this process's threads. Worker w makes global batches w, w + workers, ... and
+      they are read round-robin, so the batches are the same for any count.
 
   Returns:
     A grain DatasetIterator (get_state / set_state for checkpointing) of
@@ -161,7 +164,19 @@ def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.D
       _train_example, source=source, seed=seed, stage_id=_STAGE_IDS[stage], cfg=cfg))
   # Epochs hold a whole number of local batches, so a batch never straddles two epochs.
   ds = ds.batch(local, drop_remainder=True)
-  return iter(ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer)))
+  ds = ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer))
+  if workers > 0:
+    _absl_flags_parsed()  # grain's workers read absl flags
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(workers)))
+  return iter(ds)
+
+
+def _absl_flags_parsed():
+  """grain's worker processes read absl flags; outside `app.run` (tests, notebooks) nothing
+  parsed them, and the defaults are what we want."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
 
 
 class _EvalOrder:

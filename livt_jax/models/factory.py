@@ -7,10 +7,14 @@ from livt_jax.models import mae
 from livt_jax.models import vit
 
 
-def resolved_precision(config) -> str:
-  """'auto' means bfloat16 compute on accelerators and float32 on CPU (where bf16 is slow)."""
+def resolved_precision(config, platform: str | None = None) -> str:
+  """'auto' means bfloat16 compute on accelerators and float32 on CPU (where bf16 is slow).
+
+  `platform` is where the step will run ('tpu' for the AOT plan on a CPU host); default: the
+  default backend of this process.
+  """
   if config.precision == 'auto':
-    return 'float32' if jax.default_backend() == 'cpu' else 'bfloat16'
+    return 'float32' if (platform or jax.default_backend()) == 'cpu' else 'bfloat16'
   return config.precision
 
 

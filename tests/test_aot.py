@@ -1,0 +1,246 @@
+"""The AOT plan (`python -m livt_jax.main --aot=TOPOLOGY`, livt_jax/aot.py) and MFU accounting.
+
+The AOT tests compile the real MGP and BFT train steps of a tiny ViT for a TPU v5e 2x2 slice
+with libtpu, on this CPU. libtpu must stay out of the other tests (loaded into a process, it
+makes jax try the TPU backend), so every compile runs in one child process
+(`_AOT_SCENARIOS`), which reports back as JSON. They need `.libtpu` (launch/setup.sh installs
+it: `.venv/bin/pip install --target .libtpu -r requirements-tpu-aot.txt`).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine_helpers import ROOT
+from engine_helpers import tiny_config
+from livt_jax import aot
+from livt_jax import chips
+from livt_jax import run
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+SMALL_HBM = 13.0e6  # bytes: the BFT step below needs ~12.8 MB per chip as configured
+
+# Runs in a child process; prints one JSON line. Scenarios:
+#   fits:   tiny ViT (nano, 28 px / patch 7), MGP + BFT, batch 16 on v5e:2x2 with mesh.fsdp=2;
+#   small:  BFT with batch 512 (128 per chip) on a v5e whose usable HBM is patched to
+#           SMALL_HBM, through aot.main (the command's own code): it searches, compiles the
+#           candidates and prints the override line to rerun with.
+_AOT_SCENARIOS = r'''
+import contextlib, dataclasses, io, json, sys
+sys.path[:0] = [ROOT, TESTS]
+from engine_helpers import tiny_config
+from livt_jax import aot, chips
+from livt_jax.models import factory
+
+def result_dict(r):
+  d = dataclasses.asdict(r)
+  d.update(total_bytes=r.total_bytes, fits=r.fits, flops_per_image=r.flops_per_image)
+  return d
+
+out = {}
+lines = []
+config = tiny_config(**{'mesh.fsdp': 2})
+plan = aot.plan(config, 'v5e:2x2', say=lines.append)
+out['fits'] = {'lines': lines, 'fits': plan['fits'],
+               'stages': {k: result_dict(r) for k, r in plan['stages'].items()},
+               'param_counts': {
+                   'mgp': factory.count_params(factory.build_mae(config), (28, 28, 1)),
+                   'bft': factory.count_params(factory.build_vit(config, 10), (28, 28, 1))}}
+
+small = tiny_config(**{'stages': 'bft', 'bft.init_from': 'scratch', 'bft.batch_size': 512})
+v5e = chips.CHIPS['v5e']
+chips.CHIPS['v5e'] = dataclasses.replace(v5e, usable_hbm_gib=SMALL_HBM / chips.GIB)
+stdout = io.StringIO()
+with contextlib.redirect_stdout(stdout):
+  rc = aot.main(small, 'v5e:2x2', command='CMD')
+out['small'] = {'rc': rc, 'lines': stdout.getvalue().splitlines()}
+print('JSON ' + json.dumps(out))
+'''
+
+
+def _libtpu_or_fail():
+  try:
+    return aot.libtpu_location()
+  except aot.AotError as e:
+    pytest.fail(f'{e} (launch/setup.sh does this)')
+
+
+@pytest.fixture(scope='module')
+def scenarios():
+  _libtpu_or_fail()
+  code = (_AOT_SCENARIOS.replace('ROOT', repr(ROOT)).replace('TESTS', repr(TESTS))
+          .replace('SMALL_HBM', repr(SMALL_HBM)))
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        timeout=600, cwd=ROOT)
+  found = [line for line in proc.stdout.splitlines() if line.startswith('JSON ')]
+  assert proc.returncode == 0 and found, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return json.loads(found[-1][len('JSON '):])
+
+
+def test_tiny_vit_fits_v5e_2x2_with_consistent_memory_and_flops(scenarios):
+  s = scenarios['fits']
+  assert s['fits'], s['lines']
+  chip = chips.CHIPS['v5e']
+  for name in ('mgp', 'bft'):
+    r = s['stages'][name]
+    assert r['fits'] and r['error'] is None and r['num_chips'] == 4
+    assert r['hbm_bytes'] == chip.hbm_bytes == int(15.75 * 2 ** 30)
+    # Parameters (float32) and AdamW's two moments: ~ count * 4 * (1 + 2) / fsdp per chip;
+    # matrices are split over fsdp=2, vectors (biases, norms) are replicated, so a bit more.
+    count = s['param_counts'][name]
+    state = r['params_bytes'] + r['opt_bytes']
+    assert count * 12 / 2 <= state <= 1.3 * count * 12 / 2, (name, count, state)
+    assert count * 4 / 2 <= r['params_bytes'] <= 1.3 * count * 4 / 2
+    # The batch, as the input pipeline sends it: 16 uint8 images of 28x28x1 and int32 labels
+    # over 4 chips; BFT adds random erasing's box (4 x int32) and seed (uint32) per image.
+    per_image = 28 * 28 + 4 + (4 * 4 + 4 if name == 'bft' else 0)
+    assert r['batch_bytes'] == 16 * per_image // 4
+    # XLA's arguments are the state and the batch (TPU tiles pad small arrays).
+    assert state + r['batch_bytes'] <= r['argument_bytes'] <= 4 * (state + r['batch_bytes'])
+    assert r['temp_bytes'] > 0 and r['code_bytes'] > 0
+    assert r['total_bytes'] == (r['argument_bytes'] + r['output_bytes'] + r['temp_bytes']
+                                + r['code_bytes'])
+    assert r['total_bytes'] < 0.9 * r['hbm_bytes']
+    # FLOPs per image: XLA counts the matmuls and every elementwise op; the analytic count
+    # only the matmuls (forward + 2x backward). At width 32 the elementwise share is ~20%.
+    assert r['flops_per_step'] > 0
+    assert r['flops_per_image'] == pytest.approx(r['flops_per_step'] * 4 / 16)
+    ratio = r['flops_per_image'] / r['analytic_flops_per_image']
+    assert 1.0 <= ratio <= 1.5, (name, ratio)
+    # Data parallel over 2 (gradients all-reduced), FSDP over 2 (parameters all-gathered).
+    kinds = r['collectives']
+    assert kinds['all-reduce'][0] >= 1 and kinds['all-reduce'][1] > 0, kinds
+    assert kinds['all-gather'][0] >= 1 and kinds['all-gather'][1] > 0, kinds
+  text = '\n'.join(s['lines'])
+  for phrase in ('AOT plan for v5e:2x2: 4 x TPU v5e', 'precision bfloat16 (auto)',
+                 'mesh data=2 x fsdp=2', 'memory per chip: parameters', 'FLOPs per image',
+                 'images/s per chip', 'at 50% MFU', 'collectives per step', 'all-gather x'):
+    assert phrase in text, (phrase, text)
+
+
+def test_time_estimates_follow_from_flops_and_the_chip_peak(scenarios):
+  r = scenarios['fits']['stages']['bft']
+  result = aot.StageResult(**{k: v for k, v in r.items() if k not in (
+      'total_bytes', 'fits', 'flops_per_image')})
+  chip = chips.CHIPS['v5e']
+  e = aot.estimates(result, chip)
+  step_s = r['flops_per_step'] / (0.5 * 197e12)
+  assert e['step_s'] == pytest.approx(step_s)
+  assert e['images_per_sec_per_chip'] == pytest.approx(4 / step_s)
+  assert e['images_per_sec_per_chip_peak'] == pytest.approx(2 * e['images_per_sec_per_chip'])
+  assert e['epoch_s'] == pytest.approx(r['steps_per_epoch'] * step_s)
+  assert e['stage_s'] == pytest.approx(r['total_steps'] * step_s)
+  assert e['chip_days'] == pytest.approx(4 * r['total_steps'] * step_s / 86400)
+  # Fashion-MNIST-LT: 14,886 images in batches of 16; 16 BFT epochs.
+  assert (r['steps_per_epoch'], r['total_steps']) == (930, 16 * 930)
+
+
+def test_a_stage_that_does_not_fit_gets_an_override_that_the_tool_reports_fitting(scenarios):
+  lines = scenarios['small']['lines']
+  text = '\n'.join(lines)
+  assert scenarios['small']['rc'] == aot.EXIT_DOES_NOT_FIT, text
+  base = [line for line in lines if 'memory per chip' in line][0]
+  assert 'of 12.4 MiB per chip' in base and 'does not fit (limit 90%)' in base, base
+  assert 'bft does not fit; searching' in text, text
+  found = [line for line in lines if line.startswith('  bft fits with: ')]
+  assert len(found) == 1, text
+  override = found[0][len('  bft fits with: '):]
+  keys = {item.split('=')[0] for item in override.split()}
+  assert keys and keys <= {'--config.grad_accum_steps', '--config.mesh.fsdp',
+                           '--config.mesh.data', '--config.remat'}, override
+  # The search compiled that candidate and found it within 90% of the (patched) HBM ...
+  tried = [line for line in lines if line.startswith(f'  try {override}: ')]
+  assert len(tried) == 1 and ': fits (compiled in' in tried[0], text
+  # ... and the command's last line repeats it to rerun with.
+  assert lines[-1] == ('does not fit as configured; rerun with the overrides found: CMD '
+                       + override), lines[-1]
+
+
+def test_without_libtpu_one_line_says_how_to_install_it_and_exit_2(tmp_path):
+  env = dict(os.environ, LIVT_LIBTPU_DIR=str(tmp_path))  # an empty dir; the venv has none
+  proc = subprocess.run(
+      [sys.executable, '-m', 'livt_jax.main', '--config=configs/fashion_mnist_lt.py',
+       '--aot=v5e:2x2'], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+  assert proc.returncode == 2, proc.stdout + proc.stderr
+  lines = (proc.stdout + proc.stderr).strip().splitlines()
+  assert len(lines) == 1, lines
+  assert 'pip install --target .libtpu -r requirements-tpu-aot.txt' in lines[0], lines[0]
+
+
+def test_topology_names():
+  assert aot.parse_topology('v5p:2x2x2').num_chips == 8
+  assert aot.parse_topology('v5e:4x4').accelerator_type == 'v5litepod-16'
+  assert aot.parse_topology('v4:2x2x4').accelerator_type == 'v4-32'  # cores: 2 per chip
+  for bad in ('v5e-16', 'v5e:4x4x4', 'v5p:2x2', 'tpu:2x2'):
+    with pytest.raises(aot.AotError, match='--aot='):
+      aot.parse_topology(bad)
+
+
+def test_collectives_are_read_from_hlo_text():
+  hlo = '\n'.join([
+      '  %all-reduce.1 = (bf16[32,32]{1,0}, f32[8]{0}) all-reduce(%a, %b), channel_id=1',
+      '  %all-gather-start = (bf16[16,128]{1,0}, bf16[32,128]{1,0}) all-gather-start(%p)',
+      '  %all-gather-done = bf16[32,128]{1,0:T(8,128)(2,1)} all-gather-done(%all-gather-start)',
+      '  %reduce-scatter.3 = f32[4,16]{1,0} reduce-scatter(%g), dimensions={0}',
+      '  %add.2 = f32[8]{0} add(%x, %y)',
+  ])
+  assert aot.collectives(hlo) == {
+      'all-reduce': (1, 32 * 32 * 2 + 8 * 4), 'all-gather': (1, 32 * 128 * 2),
+      'reduce-scatter': (1, 4 * 16 * 4)}
+
+
+def test_accounting_turns_a_step_rate_into_tflops_and_mfu():
+  n = 256
+  step = jax.jit(lambda a, b: (a @ b, None))
+  x = jnp.ones((n, n), jnp.float32)
+  acc = chips.accounting_for_step(step, x, x, jax.devices()[:1], override_tflops=0.5)
+  assert acc.flops_per_step == pytest.approx(2 * n ** 3, rel=0.01)  # the matmul
+  s = acc.scalars(steps_per_sec=10.0, global_batch=32)
+  assert s['images_per_sec_per_device'] == 320
+  assert s['tflops_per_sec_per_device'] == pytest.approx(acc.flops_per_step * 10 / 1e12)
+  assert s['mfu'] == pytest.approx(s['tflops_per_sec_per_device'] / 0.5)
+  # On CPU the peak is unknown: TFLOP/s, no MFU.
+  cpu = chips.accounting_for_step(step, x, x, jax.devices()[:1])
+  assert cpu.peak_flops is None and 'mfu' not in cpu.scalars(10.0, 32)
+  assert chips.for_device_kind('TPU v5 lite').name == 'v5e'
+  assert chips.for_device_kind('TPU v5').name == 'v5p'
+  assert chips.for_device_kind('NVIDIA H100 80GB HBM3').peak_tflops == 989.0
+  assert chips.for_device_kind('cpu') is None
+
+
+def _scalars(event_dir) -> dict:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name in sorted(os.listdir(event_dir)):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(event_dir, name)):
+      for v in event.summary.value:
+        out.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
+  return out
+
+
+def test_a_cpu_run_logs_tflops_and_mfu_from_the_compiled_step(tmp_path, monkeypatch):
+  seen, real = [], chips.accounting_for_step
+
+  def recording(*args, **kwargs):
+    seen.append(real(*args, **kwargs))
+    return seen[-1]
+
+  monkeypatch.setattr(chips, 'accounting_for_step', recording)
+  config = tiny_config(**{'stages': 'bft', 'bft.init_from': 'scratch', 'max_steps': 4,
+                          'log_every_steps': 2, 'checkpoint_every_steps': 100,
+                          'peak_tflops': 0.25})
+  run.run(config, str(tmp_path / 'run'))
+  assert len(seen) == 1 and seen[0].flops_per_step > 0 and seen[0].num_devices == 8
+  scalars = _scalars(tmp_path / 'run' / 'tensorboard' / 'bft')
+  for step in (2, 4):
+    steps_per_sec = scalars['images_per_sec'][step] / 16
+    tflops = scalars['tflops_per_sec_per_device'][step]
+    assert tflops == pytest.approx(seen[0].flops_per_step * steps_per_sec / 1e12, rel=1e-5)
+    assert scalars['mfu'][step] == pytest.approx(tflops / 0.25, rel=1e-5)
+    assert scalars['images_per_sec_per_device'][step] == pytest.approx(
+        scalars['images_per_sec'][step] / 8, rel=1e-5)
