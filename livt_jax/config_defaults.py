@@ -106,6 +106,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2
   c.max_steps = ml_collections.config_dict.placeholder(int)  # stop each stage here (smoke runs); the schedule still spans the epochs
   c.profile = False
+  # Peak FLOP/s per device in TFLOP/s for the MFU logged to TensorBoard; unset: looked up from
+  # the device kind (livt_jax/chips.py; TPU v4/v5e/v5p/v6e, A100/H100/H200), no MFU on CPU.
+  c.peak_tflops = ml_collections.config_dict.placeholder(float)
   return c
 
 

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from livt_jax import checkpointing
+from livt_jax import chips
 from livt_jax import optim
 from livt_jax import paths
 from livt_jax import plan as plan_lib
@@ -175,10 +176,14 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
   batches = prefetch.DevicePrefetch(iterator, lambda b: sharding.global_batch(b, mesh),
                                     size=config.dataset.device_prefetch)
   pending, t0, n0 = [], time.perf_counter(), start
+  accounting = None  # FLOPs of the compiled step and the device's peak: TFLOP/s and MFU
   with preemption.StopOnSignal() as stopper:
     for step in range(start + 1, total + 1):
       with jax.profiler.StepTraceAnnotation(stage.name, step_num=step):
         batch = next(batches)
+        if accounting is None:  # compiles the step once; the call below reuses the executable
+          accounting = chips.accounting_for_step(step_fn, state, batch, list(mesh.devices.flat),
+                                                 config.get('peak_tflops'))
         state, metrics = step_fn(state, batch)
       pending.append((step, metrics['finite']))
       for hook in hooks:
@@ -190,6 +195,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
         scalars = {k: float(v) for k, v in m.items() if k != 'finite'}
         scalars['learning_rate'] = float(stage.schedule(step - 1))
         scalars['images_per_sec'] = (step - n0) * stage.plan.global_batch / max(dt, 1e-9)
+        scalars.update(accounting.scalars((step - n0) / max(dt, 1e-9), stage.plan.global_batch))
         writer.write_scalars(step, scalars)
         say(progress_line(stage.name, step, total, scalars['images_per_sec'],
                           scalars['loss'], scalars['learning_rate'],

@@ -97,9 +97,8 @@ def test_tiny_vit_fits_v5e_2x2_with_consistent_memory_and_flops(scenarios):
     assert count * 12 / 2 <= state <= 1.3 * count * 12 / 2, (name, count, state)
     assert count * 4 / 2 <= r['params_bytes'] <= 1.3 * count * 4 / 2
     # The batch, as the input pipeline sends it: 16 uint8 images of 28x28x1 and int32 labels
-    # over 4 chips; BFT adds random erasing's box (4 x int32) and seed (uint32) per image.
-    per_image = 28 * 28 + 4 + (4 * 4 + 4 if name == 'bft' else 0)
-    assert r['batch_bytes'] == 16 * per_image // 4
+    # over 4 chips (this config does not erase: no erase boxes and seeds).
+    assert r['batch_bytes'] == 16 * (28 * 28 + 4) // 4
     # XLA's arguments are the state and the batch (TPU tiles pad small arrays).
     assert state + r['batch_bytes'] <= r['argument_bytes'] <= 4 * (state + r['batch_bytes'])
     assert r['temp_bytes'] > 0 and r['code_bytes'] > 0
@@ -179,6 +178,18 @@ def test_topology_names():
   for bad in ('v5e-16', 'v5e:4x4x4', 'v5p:2x2', 'tpu:2x2'):
     with pytest.raises(aot.AotError, match='--aot='):
       aot.parse_topology(bad)
+
+
+def test_the_abstract_batch_is_what_the_input_pipeline_sends():
+  config = tiny_config(**{'bft.random_erase_prob': 0.25})
+  data = aot.DataFacts('fashion_mnist_lt', 14886, 10, 1)
+  shapes = {k: (v.shape, str(v.dtype)) for k, v in
+            aot.abstract_batch(config, 'bft', data, 32, sharding=None).items()}
+  assert shapes == {'image': ((32, 28, 28, 1), 'uint8'), 'label': ((32,), 'int32'),
+                    'erase_box': ((32, 4), 'int32'), 'erase_seed': ((32,), 'uint32')}
+  shapes = {k: (v.shape, str(v.dtype)) for k, v in
+            aot.abstract_batch(config, 'mgp', data, 32, sharding=None).items()}
+  assert shapes == {'image': ((32, 28, 28, 1), 'uint8'), 'label': ((32,), 'int32')}
 
 
 def test_collectives_are_read_from_hlo_text():
