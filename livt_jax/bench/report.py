@@ -1,27 +1,15 @@
 """The benchmark's report: per-runner summary (images/s, memory, FLOPs, MFU) and the table."""
 import statistics
 
+from livt_jax import chips
 from livt_jax.bench import measure
-
-# Peak dense bf16 FLOP/s per chip (vendor data sheets), matched as lower-case substrings of
-# `device.device_kind`, first match wins (so 'v5 lite' is tried before 'v5').
-PEAK_BF16_TFLOPS = (
-    ('v6 lite', 918.0), ('v6e', 918.0),   # TPU v6e (Trillium)
-    ('v5 lite', 197.0), ('v5e', 197.0),   # TPU v5e
-    ('v5p', 459.0), ('v5', 459.0),        # TPU v5p
-    ('v4', 275.0),                        # TPU v4
-    ('h200', 989.0),
-    ('h100 pcie', 756.0), ('h100', 989.0),  # SXM unless PCIe
-    ('a100', 312.0),
-)
 
 
 def peak_tflops_for(device_kind: str) -> float | None:
-  kind = device_kind.lower()
-  for key, tflops in PEAK_BF16_TFLOPS:
-    if key in kind:
-      return tflops
-  return None
+  """Peak dense bf16 TFLOP/s of one chip of this `device.device_kind`, from the one table in
+  livt_jax/chips.py (TPU v4/v5e/v5p/v6e, A100/H100/H200); None where unknown (CPU)."""
+  chip = chips.for_device_kind(device_kind)
+  return chip.peak_tflops if chip else None
 
 
 def summarise(r: measure.Runner, args, peak_tflops: float | None) -> dict:
