@@ -1,6 +1,7 @@
 """Throughput of the training input pipeline (images/s), MGP vs BFT augmentations.
 
-  python -m livt_jax.data.benchmark [--batch_size=128 --num_batches=20 --read_threads=2]
+  python -m livt_jax.data.benchmark [--batch_size=128 --num_batches=20 --read_threads=2 \
+      --workers=0]
 
 Two inputs: Fashion-MNIST-LT at 28 px (in memory), and a generated image folder of 224-px-class
 JPEGs (decode + crop + resize from disk, as for ImageNet-LT / Places-LT).
@@ -21,6 +22,7 @@ from livt_jax.data import sources
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
 _BATCHES = flags.DEFINE_integer('num_batches', 20, 'Timed batches per setting.')
 _THREADS = flags.DEFINE_integer('read_threads', 2, 'grain reader threads.')
+_WORKERS = flags.DEFINE_integer('workers', 0, 'grain worker processes (config.dataset.workers).')
 _JPEGS = flags.DEFINE_integer('jpeg_images', 400, 'Images in the generated JPEG folder.')
 
 
@@ -46,13 +48,15 @@ def measure(source, stage: str, image_size: int) -> float:
   it = pipeline.train_iterator(
       source, stage=stage, stage_config=stage_config, dataset_info=source.info,
       global_batch_size=_BATCH.value, seed=0, read_threads=_THREADS.value,
-      prefetch_buffer=max(2, _THREADS.value))
-  for _ in range(2):  # Warm-up: thread start, first permutation.
+      prefetch_buffer=max(2, _THREADS.value), workers=_WORKERS.value)
+  for _ in range(2 + 2 * _WORKERS.value):  # Warm-up: threads and workers start, permutation.
     next(it)
   start = time.perf_counter()
   for _ in range(_BATCHES.value):
     next(it)
-  return _BATCHES.value * _BATCH.value / (time.perf_counter() - start)
+  rate = _BATCHES.value * _BATCH.value / (time.perf_counter() - start)
+  it.close()
+  return rate
 
 
 def main(argv):
@@ -60,7 +64,8 @@ def main(argv):
   config = config_defaults.get_base_config()
   config.dataset.name = 'fashion_mnist_lt'
   fashion = sources.load_source(config.dataset, 'train')
-  print(f'read_threads={_THREADS.value} batch={_BATCH.value} cpus={os.cpu_count()}')
+  print(f'read_threads={_THREADS.value} workers={_WORKERS.value} batch={_BATCH.value} '
+        f'cpus={os.cpu_count()} (uint8 output; normalisation and erasing run on the device)')
   for stage, what in (('mgp', 'crop+flip'), ('bft', 'crop+flip+RandAugment+erasing')):
     print(f'fashion_mnist_lt 28px  {stage} ({what}): {measure(fashion, stage, 28):8.0f} img/s')
   with tempfile.TemporaryDirectory() as root:
