@@ -2,7 +2,8 @@
 
 As MAE / BEiT (and the released LiVT code):
   * peak lr = base_lr * global_batch / 256, linear warmup from 0, cosine to min_lr;
-  * no weight decay on biases, norm scales, class / mask tokens, position embeddings;
+  * fine-tuning: no weight decay on biases, norm scales, class / mask tokens, position
+    embeddings; pre-training (MGP) decays every 2-D+ parameter, tokens included, as MAE;
   * layer decay (BFT): parameter group of layer l gets lr * decay ** (depth + 1 - l), with
     l = 0 for the patch embedding, class token and position embedding, l = i + 1 for block i
     and l = depth + 1 for everything after the blocks (final norms, head). The multiplier
@@ -55,8 +56,14 @@ def decays_weight(path_keys: tuple[str, ...]) -> bool:
 
 
 def weight_decay_mask(params) -> Any:
-  """Pytree of bools like `params`: True where AdamW applies weight decay."""
+  """Pytree of bools like `params`: True where AdamW applies weight decay (fine-tuning)."""
   return jax.tree_util.tree_map_with_path(lambda p, _: decays_weight(_names(p)), params)
+
+
+def pretraining_weight_decay_mask(params) -> Any:
+  """MAE pre-training's rule (timm `add_weight_decay`, no skip list): every parameter with 2+
+  dimensions decays, class and mask tokens included; biases and norm scales do not."""
+  return jax.tree.map(lambda p: len(p.shape) >= 2, params)
 
 
 def layer_id(path_keys: tuple[str, ...], depth: int) -> int:
@@ -97,7 +104,7 @@ def scale_by_layer_decay(depth: int, decay: float) -> optax.GradientTransformati
 def make_optimizer(params, *, learning_rate: float | Schedule, b1: float, b2: float,
                    weight_decay: float, layer_decay: float | None = None,
                    depth: int | None = None, grad_clip_norm: float = 0.0,
-                   eps: float = 1e-8) -> optax.GradientTransformation:
+                   eps: float = 1e-8, pretraining: bool = False) -> optax.GradientTransformation:
   """Clip (optional) -> AdamW with the weight-decay mask -> layer-decay multiplier (optional).
 
   Args:
@@ -110,14 +117,17 @@ def make_optimizer(params, *, learning_rate: float | Schedule, b1: float, b2: fl
     depth: number of encoder blocks; required with layer_decay.
     grad_clip_norm: clip gradients to this global norm first; 0 disables.
     eps: Adam epsilon.
+    pretraining: MGP: weight decay on every 2-D+ parameter, tokens included, as MAE
+      (`pretraining_weight_decay_mask`); else as MAE fine-tuning (`weight_decay_mask`).
   """
   parts = []
   if grad_clip_norm and grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(grad_clip_norm))
   # Linear in the lr after Adam: -lr * (adam_dir + wd * p), so scaling the result afterwards
   # by the layer multiplier is the same as running that group with lr * multiplier.
+  mask = pretraining_weight_decay_mask if pretraining else weight_decay_mask
   parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                           mask=weight_decay_mask))
+                           mask=mask))
   if layer_decay is not None and layer_decay != 1.0:
     if depth is None:
       raise ValueError('make_optimizer: layer_decay needs the encoder depth')

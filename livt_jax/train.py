@@ -67,7 +67,7 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
   tx = optim.make_optimizer(
       nn.unbox(boxed), learning_rate=schedule, b1=sc.b1, b2=sc.b2, weight_decay=sc.weight_decay,
       layer_decay=sc.layer_decay if name == 'bft' else None, depth=depth,
-      grad_clip_norm=sc.grad_clip_norm)
+      grad_clip_norm=sc.grad_clip_norm, pretraining=name == 'mgp')
 
   def init(rng, encoder_params):
     params = nn.unbox(init_vars(rng))['params']

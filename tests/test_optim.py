@@ -60,6 +60,13 @@ def test_weight_decay_mask_is_exactly_the_kernels():
   assert not mae_mask['mask_token'] and mae_mask['decoder_pred/kernel']
   assert not mae_mask['decoder_norm/scale'] and not mae_mask['decoder_embed/bias']
   assert not optim.decays_weight(('encoder', 'pos_embed', 'kernel'))
+  # MGP follows MAE pre-training: every 2-D+ parameter decays, the tokens included.
+  pre = _paths(optim.pretraining_weight_decay_mask(mae_shapes))
+  assert pre['mask_token'] and pre['encoder/cls_token'] and pre['decoder_pred/kernel']
+  assert pre['encoder/patch_embed/kernel']
+  assert not pre['decoder_norm/scale'] and not pre['decoder_embed/bias']
+  assert {p for p, m in pre.items() if m} == {
+      p for p, m in mae_mask.items() if m} | {'mask_token', 'encoder/cls_token'}
 
 
 def test_schedule_endpoints():
@@ -155,3 +162,25 @@ def test_make_optimizer_checks_layer_decay_setup():
   r = _paths(ref.update(grads, ref.init(params), params)[0])
   np.testing.assert_allclose(u['head/kernel'], r['head/kernel'], rtol=1e-6)
   assert not np.allclose(u['head/bias'], r['head/bias'])  # bias: no weight decay
+
+
+def test_stages_use_their_weight_decay_rule():
+  from engine_helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  from livt_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  config = tiny_config(**{'mgp.weight_decay': 0.5, 'bft.weight_decay': 0.5,
+                          'mgp.warmup_epochs': 0, 'bft.warmup_epochs': 0})
+  mesh = sharding.make_mesh(config, jax.devices()[:1])
+  for name, token in (('mgp', 'mask_token'), ('bft', None)):
+    stage = train.build_stage(config, name, mesh, 1000, 1, 10)
+    state = stage.init_state(jax.random.key(0), None)
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    updates, _ = stage.tx.update(zeros, state.opt_state, state.params)  # decay only
+    cls_update = np.asarray(updates['encoder']['cls_token'])
+    if name == 'mgp':  # -lr * wd * p on the tokens, as MAE pre-training
+      lr = stage.schedule(0)
+      for leaf in (updates[token], updates['encoder']['cls_token']):
+        assert np.abs(np.asarray(leaf)).max() > 0
+      np.testing.assert_allclose(cls_update, -lr * 0.5 * np.asarray(
+          state.params['encoder']['cls_token']), rtol=1e-5, atol=1e-12)
+    else:  # fine-tuning exempts the class token
+      assert not cls_update.any()
