@@ -5,7 +5,9 @@ Run:
     --config.dataset.data_dir=/path/to/tensorflow_datasets
 
 Paper (Table 3, ViT-B/16, 224 px): top-1 76.1 (Many 78.9 / Medium 76.5 / Few 74.8).
-Table 10: MGP at 128 px, BFT at 224 px, drop path 0.2.
+Table 10: MGP at 128 px, BFT at 224 px, drop path 0.2. BFT's position table is MGP's 8x8
+sin-cos table resized bicubically to 14x14 (as MAE/LiVT fine-tuning); `--config.model.posemb=
+learned` also trains it, as their timm ViT does.
 """
 from livt_jax import config_defaults
 

@@ -35,6 +35,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.variant = 'B'   # Ti, S, B, L (+ small CPU variants, see livt_jax/models/vit.py)
   c.model.patch_size = 16
   c.model.pool = 'gap'     # 'gap' (mean of patch tokens + fc_norm, as MAE fine-tuning) or 'cls'
+  # BFT's position table is MGP's sin-cos table, bicubically resized when BFT runs at another
+  # resolution (iNat18: 128 -> 224 px); 'fixed' keeps it constant, 'learned' trains it from there.
+  c.model.posemb = 'fixed'
   c.model.decoder_depth = 8
   c.model.decoder_width = 512
   c.model.decoder_heads = 16

@@ -71,16 +71,18 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
 
   def init(rng, encoder_params):
     params = nn.unbox(init_vars(rng))['params']
-    if encoder_params is not None:
-      params = {**params, 'encoder': encoder_params}
+    if encoder_params is not None:  # MGP's encoder; a learned BFT position table stays fresh
+      params = {**params, 'encoder': {**params['encoder'], **encoder_params}}
     return train_state.create(params, tx)
 
   abstract = jax.eval_shape(init, jax.random.key(0), None)
   state_sharding = sharding.state_shardings(abstract, params_sharding, mesh)
   fresh = jax.jit(lambda rng: init(rng, None), out_shardings=state_sharding)
   if name == 'bft':
+    # MGP's encoder has no learned position table (model.posemb='learned' adds one in BFT).
+    mgp_encoder = {k: v for k, v in params_sharding['encoder'].items() if k != 'pos_embedding'}
     from_encoder = jax.jit(init, out_shardings=state_sharding, in_shardings=(
-        sharding.replicated(mesh), params_sharding['encoder']))
+        sharding.replicated(mesh), mgp_encoder))
   init_jit = lambda rng, enc: fresh(rng) if enc is None else from_encoder(rng, enc)
   return Stage(name, model, tx, schedule, p, image_shape, params_sharding, state_sharding,
                checkpointing.abstract_with_shardings(abstract, state_sharding), init_jit)

@@ -12,6 +12,7 @@ STAGES = ('mgp', 'bft', 'evaluate')
 LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
 BIAS_FORMS = ('paper', 'official')
 PRECISIONS = ('auto', 'float32', 'bfloat16')
+POSEMBS = ('fixed', 'learned')
 INIT_FROM_SCRATCH = 'scratch'  # bft.init_from value for a randomly initialised encoder (run.py)
 
 
@@ -126,6 +127,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('bft.bias_form', config.bft.bias_form, f'use one of {", ".join(BIAS_FORMS)}')
   if not 0 < config.bft.layer_decay <= 1:
     _fail('bft.layer_decay', config.bft.layer_decay, 'use a value in (0, 1]; 1 disables it')
+  if config.model.get('posemb', 'fixed') not in POSEMBS:
+    _fail('model.posemb', config.model.posemb, f'use one of {", ".join(POSEMBS)}')
   if config.precision not in PRECISIONS:
     _fail('precision', config.precision, f'use one of {", ".join(PRECISIONS)}')
   if config.grad_accum_steps < 1:

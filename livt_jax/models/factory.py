@@ -23,12 +23,15 @@ def compute_dtype(config):
 
 
 def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.ViT:
+  """The BFT classifier; its position table is MGP's, resized when BFT's grid differs."""
   v = vit.get_variant(config.model.variant)
+  pretrain = config.mgp.image_size // config.model.patch_size
   return vit.ViT(
       width=v['width'], depth=v['depth'], num_heads=v['heads'], mlp_ratio=v.get('mlp_ratio', 4.0),
       patch_size=config.model.patch_size, num_classes=num_classes, pool=config.model.pool,
       drop_path=config.bft.drop_path if drop_path is None else drop_path,
-      dtype=compute_dtype(config), remat=config.remat)
+      dtype=compute_dtype(config), remat=config.remat, pretrain_grid=(pretrain, pretrain),
+      posemb=config.model.get('posemb', 'fixed'))
 
 
 def build_mae(config) -> mae.MAE:

@@ -10,6 +10,7 @@ where D is the embedding width. As in MAE the *column* coordinate fills the firs
 channels. With `cls_token=True` a row of zeros is prepended for the class token, so the class
 token carries no position.
 """
+import jax
 import numpy as np
 
 
@@ -43,3 +44,31 @@ def sincos_2d(embed_dim: int, grid_h: int, grid_w: int, cls_token: bool = True) 
   if cls_token:
     emb = np.concatenate([np.zeros((1, embed_dim)), emb], axis=0)
   return emb.astype(np.float32)
+
+
+def resize_bicubic(table: np.ndarray, grid_h: int, grid_w: int,
+                   new_h: int, new_w: int) -> np.ndarray:
+  """A patch table [grid_h * grid_w, D] resized bicubically to [new_h * new_w, D] (float32).
+
+  As MAE/LiVT carry a pre-training table to a fine-tuning grid (`interpolate_pos_embed`), here
+  with `jax.image.resize`'s bicubic (Keys a = -0.5, half-pixel centres, the same as Pillow's;
+  torch's `F.interpolate` uses a = -0.75).
+  """
+  width = table.shape[-1]
+  grid = np.asarray(table, np.float32).reshape(grid_h, grid_w, width)
+  with jax.ensure_compile_time_eval():  # a constant, also when called while tracing a step
+    out = jax.image.resize(grid, (new_h, new_w, width), method='bicubic')
+  return np.asarray(out, np.float32).reshape(new_h * new_w, width)
+
+
+def encoder_table(embed_dim: int, grid: tuple[int, int],
+                  pretrain_grid: tuple[int, int] | None = None) -> np.ndarray:
+  """The patch position table [N, D] of an encoder on `grid`.
+
+  The sin-cos table of the grid; or, when the encoder was pre-trained on another grid
+  (`pretrain_grid`: MGP at 128 px, BFT at 224 px), the pre-training table resized to this grid.
+  """
+  if pretrain_grid is None or tuple(pretrain_grid) == tuple(grid):
+    return sincos_2d(embed_dim, *grid, cls_token=False)
+  source = sincos_2d(embed_dim, *pretrain_grid, cls_token=False)
+  return resize_bicubic(source, *pretrain_grid, *grid)

@@ -207,6 +207,11 @@ class Encoder(nn.Module):
   dtype: Dtype = jnp.float32
   remat: bool = False
   gelu_approximate: bool = False
+  # The grid the encoder was pre-trained on, if not this one: its table is resized to this grid.
+  pretrain_grid: tuple[int, int] | None = None
+  # 'fixed': the table is a constant; 'learned': a parameter initialised with it (timm/MAE
+  # fine-tuning train `pos_embed`).
+  posemb: str = 'fixed'
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool, keep_ids: jax.Array | None = None,
@@ -228,9 +233,14 @@ class Encoder(nn.Module):
     if h % p or w % p:
       raise ValueError(f'image size {h}x{w} is not divisible by the patch size {p}')
     x = PatchEmbed(p, self.width, self.dtype, name='patch_embed')(images)
-    # Row 0 of the table is the (zero) class-token position, so the class token gets nothing.
-    pos = posemb.sincos_2d(self.width, h // p, w // p, cls_token=True)
-    x = x + jnp.asarray(pos[1:], self.dtype)
+    # The class token gets no position (MAE's table has a zero row for it).
+    table = posemb.encoder_table(self.width, (h // p, w // p), self.pretrain_grid)
+    if self.posemb == 'learned':
+      table = self.param('pos_embedding', _part(lambda *_: jnp.asarray(table), (None, 'vec')),
+                         table.shape, jnp.float32)
+    elif self.posemb != 'fixed':
+      raise ValueError(f"model.posemb={self.posemb!r} is not known; use 'fixed' or 'learned'")
+    x = x + jnp.asarray(table, self.dtype)
     if keep_ids is not None:
       x = jnp.take_along_axis(x, keep_ids[:, :, None], axis=1)
     cls = self.param('cls_token', _part(nn.initializers.normal(0.02), (None, None, 'vec')),
@@ -269,6 +279,8 @@ class ViT(nn.Module):
   dtype: Dtype = jnp.float32
   remat: bool = False
   gelu_approximate: bool = False
+  pretrain_grid: tuple[int, int] | None = None  # see Encoder
+  posemb: str = 'fixed'
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -277,7 +289,7 @@ class ViT(nn.Module):
       raise ValueError(f"model.pool={self.pool!r} is not known; use 'gap' or 'cls'")
     encoder = Encoder(self.width, self.depth, self.num_heads, self.patch_size, self.mlp_ratio,
                       self.drop_path, self.dtype, self.remat, self.gelu_approximate,
-                      name='encoder')
+                      self.pretrain_grid, self.posemb, name='encoder')
     if self.pool == 'gap':
       tokens = encoder(images, train=train, apply_norm=False)
       feat = layer_norm(self.dtype, 'fc_norm')(jnp.mean(tokens[:, 1:], axis=1))
