@@ -388,3 +388,11 @@ def test_eval_transform_small_and_large():
   out = augment.eval_transform(big, 224)
   assert out.shape == (224, 224, 3) and out.dtype == np.uint8
   assert out[:, :100].max() < 3 and out[:, 124:].min() > 252
+  # Above 224 px the crop fraction is 1.0 (LiVT): 300x400 -> 288x384, centre 288x288, so an
+  # edge at x = 100 -> 96 in the resized image lands at 96 - 48 = 48 of the crop (with 0.875
+  # it would land at ~35).
+  off_centre = np.zeros((300, 400, 3), np.uint8)
+  off_centre[:, 100:] = 255
+  out = augment.eval_transform(off_centre, 288)
+  assert out.shape == (288, 288, 3)
+  assert out[:, :45].max() < 3 and out[:, 51:].min() > 252

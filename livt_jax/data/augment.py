@@ -127,7 +127,7 @@ def eval_transform(image: np.ndarray, image_size: int,
 
   Small native images (<= SMALL_IMAGE_MAX px, e.g. 28 or 32) are resized straight to
   `image_size` (nothing to crop away); larger ones have their shorter side resized to
-  image_size / 0.875 and are center-cropped.
+  image_size / 0.875 (image_size itself above 224 px, as LiVT) and are center-cropped.
 
   Args:
     image: uint8 [H, W, C].
@@ -142,7 +142,8 @@ def eval_transform(image: np.ndarray, image_size: int,
       image = from_pil(to_pil(image).resize((image_size, image_size), _RESAMPLE))
     return image
   img = to_pil(image)
-  short = int(image_size / EVAL_CROP_PCT)
+  # LiVT's eval transform: crop fraction 0.875 up to 224 px, 1.0 above (no margin cut away).
+  short = int(image_size / (EVAL_CROP_PCT if image_size <= 224 else 1.0))
   if width <= height:
     size = (short, max(short, int(round(height * short / width))))
   else:
