@@ -43,7 +43,11 @@ def _quiet_console():
   """Library INFO logs stop reaching the console; they are held until the log file opens."""
   if FLAGS.verbose:
     return None
-  logging.get_absl_handler().setLevel(std_logging.WARNING)
+  console = logging.get_absl_handler()
+  console.setLevel(std_logging.WARNING)
+  # Library records that carry a traceback (e.g. asyncio's "Task exception was never
+  # retrieved" after a failed checkpoint read) stay out of the console; the file keeps them.
+  console.addFilter(lambda r: not r.exc_info and r.name != 'asyncio')
   held = std_log_handlers.MemoryHandler(capacity=100_000, flushLevel=std_logging.CRITICAL + 1)
   held.setLevel(std_logging.INFO)
   std_logging.getLogger().addHandler(held)

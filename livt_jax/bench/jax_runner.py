@@ -5,23 +5,12 @@ import time
 
 import jax
 
+from livt_jax import chips
 from livt_jax import sharding
 from livt_jax import steps
 from livt_jax import train
 from livt_jax.bench import measure
 from livt_jax.bench import workload
-
-
-def _flops_of(compiled) -> float | None:
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
-    cost = cost[0] if cost else None
-  if not cost or 'flops' not in cost:
-    return None
-  return float(cost['flops'])
 
 
 def _xla_temp_bytes(compiled) -> int | None:
@@ -70,7 +59,8 @@ def build_jax_runner(stage_name: str, args, mesh) -> measure.Runner:
 
   run(args.warmup)
   runner = measure.Runner(stage_name, 'jax', run, compile_s=compile_s, rss_before=rss_before,
-                          xla_temp=_xla_temp_bytes(compiled), flops=_flops_of(compiled),
+                          xla_temp=_xla_temp_bytes(compiled),
+                          flops=chips.compiled_flops(compiled),
                           loss=lambda: float(holder['metrics']['loss']),
                           impl=f'livt_jax ({config.precision}, gelu {args.gelu})')
   # The warm-up steps ran the same executable: the peak is reached already.
