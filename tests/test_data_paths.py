@@ -8,7 +8,6 @@ each test ends by checking the current directory is still empty.
 import gzip
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -23,14 +22,9 @@ from livt_jax.data import registry
 from livt_jax.data import sources
 from tests.fakes import image_folder_fakes
 from tests.fakes import tfds_fakes
+from test_bad_input import dataset_config  # pylint: disable=g-bad-import-order
 
 
-def dataset_config(name, **overrides):
-  c = ml_collections.ConfigDict(dict(
-      name=name, data_dir=None, split_dir=None, imbalance=100.0, class_order='natural',
-      class_order_seed=0, subset_seed=0, num_classes=None))
-  c.update(overrides)
-  return c
 
 
 def test_local_paths_are_made_absolute_and_uris_left_alone(tmp_path, monkeypatch):
