@@ -337,7 +337,7 @@ def compile_stage(config, stage_name: str, devices, data: DataFacts, hbm_bytes: 
   result.output_bytes = int(mem.output_size_in_bytes - mem.alias_size_in_bytes)
   result.temp_bytes = int(mem.temp_size_in_bytes)
   result.code_bytes = int(mem.generated_code_size_in_bytes)
-  result.flops_per_step = chips.compiled_flops(compiled) or 0.0
+  result.flops_per_step = chips.compiled_flops(compiled, config.grad_accum_steps) or 0.0
   result.collectives = collectives(compiled.as_text())
   return result
 
@@ -444,7 +444,7 @@ def _gib(n: float) -> str:
 def _flop(n: float) -> str:
   if n >= 1e12:
     return f'{n / 1e12:.2f} TFLOP'
-  return f'{n / 1e9:.1f} GFLOP' if n >= 1e8 else f'{n / 1e6:.2f} MFLOP'
+  return f'{n / 1e9:.1f} GFLOP' if n >= 1e9 else f'{n / 1e6:.2f} MFLOP'
 
 
 def _duration(seconds: float) -> str:
@@ -460,7 +460,7 @@ def _duration(seconds: float) -> str:
 
 
 def _chip_time(days: float) -> str:
-  return f'{days:.1f} chip-days' if days >= 0.1 else f'{days * 24:.2f} chip-hours'
+  return f'{days * 24:.3g} chip-hours ({days:.2g} chip-days)'
 
 
 def _fit_phrase(r: StageResult) -> str:

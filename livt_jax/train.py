@@ -185,7 +185,8 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
         batch = next(batches)
         if accounting is None:  # compiles the step once; the call below reuses the executable
           accounting = chips.accounting_for_step(step_fn, state, batch, list(mesh.devices.flat),
-                                                 config.get('peak_tflops'))
+                                                 config.get('peak_tflops'),
+                                                 config.grad_accum_steps)
         state, metrics = step_fn(state, batch)
       pending.append((step, metrics['finite']))
       for hook in hooks:

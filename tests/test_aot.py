@@ -224,6 +224,24 @@ def test_accounting_turns_a_step_rate_into_tflops_and_mfu():
   assert chips.for_device_kind('cpu') is None
 
 
+def test_flops_of_an_accumulating_step_count_every_micro_batch():
+  """XLA counts a loop body once: the scan over micro-batches has to be scaled back."""
+  from livt_jax import sharding, steps, train  # pylint: disable=g-import-not-at-top
+  flops = {}
+  for accum in (1, 2):
+    config = tiny_config(**{'grad_accum_steps': accum, 'bft.batch_size': 64})
+    mesh = sharding.make_mesh(config, jax.devices()[:2])
+    stage = train.build_stage(config, 'bft', mesh, 14886, 1, 10)
+    step = train.compile_step(stage, steps.bft_loss_fn(stage.model, config, [100] * 10), mesh,
+                              config)
+    batch = aot.abstract_batch(config, 'bft', aot.DataFacts('fashion_mnist_lt', 14886, 10, 1),
+                               64, sharding.batch_sharding(mesh))
+    compiled = step.lower(stage.abstract_state, batch).compile()
+    flops[accum] = (chips.compiled_flops(compiled), chips.compiled_flops(compiled, accum))
+  assert flops[2][0] < 0.6 * flops[1][0]  # what XLA reports: about half
+  assert flops[2][1] == pytest.approx(flops[1][0], rel=0.1)  # scaled: the same work
+
+
 def _scalars(event_dir) -> dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   out = {}
