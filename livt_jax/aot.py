@@ -60,8 +60,9 @@ class AotError(ValueError):
 # libtpu and the topology.
 
 
-def libtpu_location() -> str:
-  """Makes libtpu importable and returns where it is; AotError (with the install line) if absent.
+def find_libtpu() -> str:
+  """Where libtpu is (the dir holding the `libtpu` package); AotError with the install line if
+  absent. Changes nothing: `libtpu_location` makes it importable.
 
   $LIVT_LIBTPU_DIR, when set, is the only place looked at; otherwise an importable `libtpu`
   (a TPU VM's venv), else `.libtpu` at the repository root.
@@ -76,6 +77,12 @@ def libtpu_location() -> str:
   if not os.path.isfile(os.path.join(wanted, 'libtpu', 'libtpu.so')):
     raise AotError(f'--aot needs libtpu, not found in {wanted}: install it once with '
                    f'`{INSTALL_HINT}` (in {REPO}; or set {LIBTPU_ENV} to where it is)')
+  return wanted
+
+
+def libtpu_location() -> str:
+  """Makes libtpu importable (puts its dir first on sys.path) and returns where it is."""
+  wanted = find_libtpu()
   if wanted not in sys.path:
     sys.path.insert(0, wanted)
   sys.modules.pop('libtpu', None)
@@ -448,6 +455,8 @@ def _flop(n: float) -> str:
 
 
 def _duration(seconds: float) -> str:
+  if seconds < 1e-3:
+    return f'{seconds * 1e6:.1f} us'
   if seconds < 1:
     return f'{seconds * 1e3:.1f} ms'
   if seconds < 120:

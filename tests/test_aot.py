@@ -65,7 +65,7 @@ print('JSON ' + json.dumps(out))
 
 def _libtpu_or_fail():
   try:
-    return aot.libtpu_location()
+    return aot.find_libtpu()  # only looks: libtpu must not reach this process's sys.path
   except aot.AotError as e:
     pytest.fail(f'{e} (launch/setup.sh does this)')
 
@@ -222,6 +222,8 @@ def test_accounting_turns_a_step_rate_into_tflops_and_mfu():
   assert chips.for_device_kind('TPU v5').name == 'v5p'
   assert chips.for_device_kind('NVIDIA H100 80GB HBM3').peak_tflops == 989.0
   assert chips.for_device_kind('cpu') is None
+  # The AOT tests compiled in a child process: libtpu never reached this one.
+  assert 'libtpu' not in sys.modules and not any('.libtpu' in p for p in sys.path)
 
 
 def test_flops_of_an_accumulating_step_count_every_micro_batch():
