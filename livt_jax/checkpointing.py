@@ -6,6 +6,7 @@ the same step), and at a preemption sync point.
 """
 import dataclasses
 import datetime
+import sys
 
 import grain
 import jax
@@ -113,7 +114,6 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, iterator=None, step=Non
     raise FileNotFoundError(
         f'no checkpoint in {mngr.directory}; point the setting at WORKDIR/<stage>/checkpoints '
         'of a run that saved at least once')
-  import sys  # pylint: disable=g-import-not-at-top
   # On failure the filter stays: reads abandoned by a failed read finish later.
   previous_hook = sys.unraisablehook
   sys.unraisablehook = _drop_abandoned_read_callbacks(previous_hook)

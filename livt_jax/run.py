@@ -82,19 +82,20 @@ def run(config, workdir) -> dict | None:
   if 'mgp' in stages:
     mgp = build('mgp')
     _say(f'mgp: {mgp.plan.run_steps} steps of {mgp.plan.global_batch} images')
+    # The returned MGP state is dropped here, before BFT allocates its own: BFT reads only the
+    # encoder back from the checkpoint, and only when it starts fresh.
     train.train(config, mgp, steps.mgp_loss_fn(mgp.model), train_source, info, mesh, workdir)
     _say(f'mgp: done, checkpoints in {workdir / "mgp" / "checkpoints"}')
-    del mgp  # the MGP train state is gone before BFT allocates its own
 
-  bft = None
+  bft, bft_state = None, None
   if 'bft' in stages:
     bft = build('bft')
     description, init_encoder = encoder
     _say(f'bft: {bft.plan.run_steps} steps of {bft.plan.global_batch} images, loss '
          f'{config.bft.loss}; encoder from {description} (unless resuming)')
     loss_fn = steps.bft_loss_fn(bft.model, config, counts)
-    train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
-                init_encoder=init_encoder)
+    bft_state = train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
+                            init_encoder=init_encoder)
     _say(f'bft: done, checkpoints in {workdir / "bft" / "checkpoints"}')
 
   if 'evaluate' not in stages:
@@ -106,7 +107,9 @@ def run(config, workdir) -> dict | None:
   else:
     checkpoint = paths.resolve(config.evaluate.checkpoint)
     choice = f'checkpoint {checkpoint}'
-  params = train.load_params(config, bft, checkpoint)
+  # The state just trained is in memory; a finished or separate run's is read back.
+  params = (bft_state.params if bft_state is not None
+            else train.load_params(config, bft, checkpoint))
   test_source = sources.load_source(config.dataset, 'test')
   _say(f'evaluate: {len(test_source)} test images, {choice}')
   result = evaluate.evaluate(config, bft.model, params, bft.params_sharding, test_source, info,
