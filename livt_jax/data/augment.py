@@ -8,11 +8,12 @@ Interpolation is bicubic throughout, as in MAE's pre-training and fine-tuning tr
 """
 import dataclasses
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
 
+from livt_jax.data import decode
 from livt_jax.data import randaugment
 
 _RESAMPLE = Image.Resampling.BICUBIC
@@ -102,12 +103,22 @@ def erase_box(image_size: int, rng: np.random.Generator, prob: float,
   return box, np.uint32(rng.integers(0, 2**32))
 
 
-def train_transform(image: np.ndarray, rng: np.random.Generator,
+def train_transform(image: Union[np.ndarray, decode.EncodedImage], rng: np.random.Generator,
                     cfg: TrainAugment) -> np.ndarray:
-  """uint8 [H, W, C] -> uint8 [S, S, C]: crop, flip, RandAugment (normalised on device)."""
-  img = to_pil(image)
-  box = random_resized_crop_box(img.width, img.height, rng,
-                                (cfg.crop_scale_min, 1.0), cfg.crop_ratio)
+  """uint8 [H, W, C] -> uint8 [S, S, C]: crop, flip, RandAugment (normalised on device).
+
+  `image` may also be an `EncodedImage` (a file not yet decoded): the crop box is drawn from
+  its header's size, as for the decoded image, and a JPEG is decoded at the smallest scale
+  that keeps the box at least S pixels wide and high (`EncodedImage.decode_for_crop`).
+  """
+  if isinstance(image, decode.EncodedImage):
+    width, height = image.size
+  else:
+    img = to_pil(image)
+    width, height = img.size
+  box = random_resized_crop_box(width, height, rng, (cfg.crop_scale_min, 1.0), cfg.crop_ratio)
+  if isinstance(image, decode.EncodedImage):
+    img, box = image.decode_for_crop(box, cfg.image_size)
   # Crop and resize in one resampling pass.
   img = img.resize((cfg.image_size, cfg.image_size), _RESAMPLE, box=box)
   if rng.random() < cfg.hflip_prob:

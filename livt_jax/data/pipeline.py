@@ -99,7 +99,9 @@ class _TrainOrder:
 def _train_example(epoch_and_index, *, source, seed, stage_id, cfg):
   epoch, index = epoch_and_index
   rng = np.random.default_rng([seed, _AUGMENT, stage_id, epoch, index])
-  record = source[index]
+  # Image files stay encoded until the crop is drawn, so JPEGs decode at reduced scale.
+  read = getattr(source, 'record_for_crop', None)
+  record = read(index) if read is not None else source[index]
   example = {'image': augment.train_transform(record['image'], rng, cfg),
              'label': np.int32(record['label'])}
   if cfg.random_erase_prob > 0:

@@ -4,13 +4,12 @@ A source is a grain random-access data source (`__len__`, `__getitem__`) whose r
 `{'image': uint8 [H, W, C], 'label': int}`. Labels live in memory as an array, so class
 counts and LT bookkeeping never have to decode an image.
 """
-import io
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
 from livt_jax import paths
+from livt_jax.data import decode
 from livt_jax.data import registry
 
 SPLITS = ('train', 'val', 'test')
@@ -110,7 +109,7 @@ class FileSource(Source):
     if len(self.paths) != len(self.labels):
       raise ValueError('paths and labels differ in length')
 
-  def _image(self, index: int) -> np.ndarray:
+  def _read(self, index: int) -> decode.EncodedImage:
     path = self.paths[index]
     # A corrupt file stops the run with its name rather than being skipped: skipping would
     # silently change the class counts the balanced loss is built on. The error is a
@@ -123,14 +122,16 @@ class FileSource(Source):
       raise ValueError(f'{self.info.name}: cannot read image {path} ({type(e).__name__}: '
                        f'{_first_line(e)}); check that the file is there and readable, or '
                        'delete it') from e
-    try:
-      with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert('RGB'))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-      raise ValueError(f'{self.info.name}: cannot decode image {path} ({type(e).__name__}: '
-                       f'{_first_line(e)}); the file is corrupt or truncated: re-download or '
-                       're-copy it, or delete it (class counts are re-read at the next start)'
-                       ) from e
+    return decode.EncodedImage(data, name=path, dataset=self.info.name)
+
+  def _image(self, index: int) -> np.ndarray:
+    return self._read(index).decode()
+
+  def record_for_crop(self, index: int) -> dict:
+    """The record with its image still encoded (`decode.EncodedImage`): the training crop
+    decodes only what it needs (JPEG at reduced scale)."""
+    index = int(index)
+    return {'image': self._read(index), 'label': int(self.labels[index])}
 
 
 def _first_line(error: Exception) -> str:

@@ -1,0 +1,129 @@
+"""JPEG decoders for the random-resized crop, measured on the same files and crop boxes.
+
+  python -m livt_jax.bench.decoders [--long_side=500 --image_size=224 --images=60 --repeats=3]
+
+Each variant turns the bytes of a JPEG and a torchvision RandomResizedCrop box into the
+S x S uint8 crop (decode, then PIL bicubic crop+resize, as `augment.train_transform` does):
+  pil_full     PIL decodes the whole image (what the pipeline did before `decode.py`)
+  pil_draft    PIL at the scale the crop allows (1/2, 1/4, 1/8: `decode.EncodedImage`, ours)
+  simplejpeg   simplejpeg.decode_jpeg with min_width/min_height (libjpeg-turbo's n/8 scales)
+  turbojpeg    PyTurboJPEG decode at the smallest libjpeg-turbo scale that keeps the crop >= S
+The last two run only where installed (`pip install simplejpeg PyTurboJPEG`; PyTurboJPEG also
+needs the libturbojpeg shared library, Debian's `libturbojpeg0`). Single thread, img/s.
+"""
+import io
+import math
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image
+
+from livt_jax.data import augment
+from livt_jax.data import benchmark as data_benchmark
+from livt_jax.data import decode
+
+_LONG = flags.DEFINE_integer('long_side', 500, 'Long side of the generated JPEGs.')
+_SIZE = flags.DEFINE_integer('image_size', 224, 'Crop output side S.')
+_IMAGES = flags.DEFINE_integer('images', 60, 'Generated JPEGs.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Passes over the images (best one is kept).')
+
+_RESAMPLE = Image.Resampling.BICUBIC
+
+
+def _resize(img: Image.Image, box, size: int) -> np.ndarray:
+  return np.asarray(img.resize((size, size), _RESAMPLE, box=tuple(box)))
+
+
+def pil_full(data: bytes, box, size: int) -> np.ndarray:
+  return _resize(Image.open(io.BytesIO(data)).convert('RGB'), box, size)
+
+
+def pil_draft(data: bytes, box, size: int) -> np.ndarray:
+  return _resize(*decode.EncodedImage(data).decode_for_crop(box, size), size)
+
+
+def _scaled_box(box, full_width: int, decoded_width: int):
+  return [v * decoded_width / full_width for v in box]
+
+
+def make_simplejpeg():
+  import simplejpeg  # pylint: disable=g-import-not-at-top
+
+  def run(data: bytes, box, size: int) -> np.ndarray:
+    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    # The smallest n/8 scale with the image >= full size * size / crop side: crop stays >= S.
+    scale = max(1.0, min(box[2] - box[0], box[3] - box[1]) / size)
+    pixels = simplejpeg.decode_jpeg(data, 'RGB', min_width=math.ceil(width / scale),
+                                    min_height=math.ceil(height / scale))
+    return _resize(Image.fromarray(pixels), _scaled_box(box, width, pixels.shape[1]), size)
+  return run
+
+
+def make_turbojpeg():
+  import turbojpeg  # pylint: disable=g-import-not-at-top
+  jpeg = turbojpeg.TurboJPEG()
+  factors = sorted(jpeg.scaling_factors, key=lambda f: f[0] / f[1])  # smallest first
+
+  def run(data: bytes, box, size: int) -> np.ndarray:
+    width, _, _, _ = jpeg.decode_header(data)
+    side = min(box[2] - box[0], box[3] - box[1])
+    factor = next(f for f in factors if side * f[0] / f[1] >= size or f == (1, 1))
+    pixels = jpeg.decode(data, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=factor)
+    return _resize(Image.fromarray(pixels), _scaled_box(box, width, pixels.shape[1]), size)
+  return run
+
+
+def variants() -> dict:
+  """name -> fn(bytes, box, size), or name -> the reason it is missing."""
+  out = {'pil_full': pil_full, 'pil_draft': pil_draft}
+  for name, make in (('simplejpeg', make_simplejpeg), ('turbojpeg', make_turbojpeg)):
+    try:
+      out[name] = make()
+    except (ImportError, OSError, RuntimeError) as e:
+      out[name] = f'not available ({type(e).__name__}: {str(e).splitlines()[0][:80]})'
+  return out
+
+
+def crop_boxes(files: list[bytes], seed: int = 0) -> list:
+  """The crop box of each file, drawn as the training pipeline draws it."""
+  rng = np.random.default_rng(seed)
+  return [augment.random_resized_crop_box(*decode.EncodedImage(d).size, rng, (0.08, 1.0),
+                                          (3 / 4, 4 / 3)) for d in files]
+
+
+def rate(fn, files, boxes, size: int, repeats: int) -> float:
+  best = 0.0
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for data, box in zip(files, boxes):
+      fn(data, box, size)
+    best = max(best, len(files) / (time.perf_counter() - start))
+  return best
+
+
+def main(argv):
+  del argv
+  with tempfile.TemporaryDirectory() as root:
+    paths = data_benchmark.write_jpeg_folder(root, _IMAGES.value, long_side=_LONG.value)
+    files = [open(p, 'rb').read() for p in paths]  # pylint: disable=consider-using-with
+  boxes = crop_boxes(files)
+  size = _SIZE.value
+  reference = [pil_full(d, b, size) for d, b in zip(files, boxes)]
+  reduced = sum(decode.reduction(b, size) > 1 for b in boxes)
+  print(f'{len(files)} JPEGs, long side {_LONG.value}, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; '
+        f'crop -> {size} px; {reduced} of {len(boxes)} crops allow a reduced PIL decode')
+  for name, fn in variants().items():
+    if isinstance(fn, str):
+      print(f'  {name:11s} {fn}')
+      continue
+    diff = np.mean([np.abs(fn(d, b, size).astype(np.int16) - r).mean()
+                    for d, b, r in zip(files, boxes, reference)])
+    print(f'  {name:11s} {rate(fn, files, boxes, size, _REPEATS.value):7.0f} img/s  '
+          f'mean |diff| vs pil_full {diff:.2f} / 255')
+
+
+if __name__ == '__main__':
+  app.run(main)
