@@ -17,6 +17,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS dir or image folder root
   c.dataset.split_dir = ml_collections.config_dict.placeholder(str)  # OLTR *_LT_*.txt split files
   c.dataset.imbalance = 100.0        # CIFAR/Fashion-LT imbalance factor gamma = n_max / n_min
+  # CIFAR/Fashion-LT: subsample the TEST split with this imbalance factor (same class order and
+  # exponential profile as training, the largest class kept whole); unset: the balanced test set.
+  c.dataset.test_imbalance = ml_collections.config_dict.placeholder(float)
   c.dataset.class_order = 'natural'  # 'natural' or 'shuffled' (seeded by class_order_seed)
   c.dataset.class_order_seed = 0
   c.dataset.subset_seed = 0          # which images of a class are kept by LT subsampling
@@ -69,9 +72,27 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.layer_decay = 0.75
   c.bft.image_size = 224
   c.bft.drop_path = 0.1
-  c.bft.loss = 'bal_bce'          # ce, bal_ce, bce, bal_bce
+  # ce, bal_ce, bce, bal_bce, or a Table 7 loss: cb_ce, cb_bce, focal, ldam_drw, lade, ib,
+  # nt_bce, bal_nt_bce (formulas: livt_jax/losses.py and losses_table7.py).
+  c.bft.loss = 'bal_bce'
   c.bft.tau = 1.0
   c.bft.bias_form = 'paper'       # 'paper' (Eq. 10, with tau) or 'official' (released code)
+  # Test class prior of Thm. 3 for bal_ce, bal_bce, bal_nt_bce and lade: 'uniform' (Eq. 10),
+  # 'train' (the training shares), or one weight per class, e.g. '10,5,1'.
+  c.bft.test_prior = 'uniform'
+  c.bft.cb_beta = 0.9999          # cb_ce / cb_bce: effective-number beta (Cui et al.)
+  c.bft.focal_gamma = 2.0         # focal: (1 - p)^gamma
+  c.bft.ldam_max_margin = 0.5     # ldam_drw: margin of the rarest class (Cao et al.)
+  c.bft.ldam_scale = 30.0         # ldam_drw: logits scaled by s inside the loss
+  # ldam_drw: class-balanced re-weighting (beta drw_beta) from this epoch; unset: 0.8 * epochs.
+  c.bft.drw_epoch = ml_collections.config_dict.placeholder(float)
+  c.bft.drw_beta = 0.9999
+  c.bft.lade_alpha = 0.1          # lade: weight of the LADE regulariser
+  c.bft.lade_remine_lambda = 0.1  # lade: ReMINE penalty on the log-partition estimate
+  c.bft.ib_alpha = 1000.0         # ib: scale of the influence-balanced weights (Park et al.)
+  # ib: plain CE before this epoch, IB from it; unset: 0.5 * epochs (Park et al.: 100 of 200).
+  c.bft.ib_epoch = ml_collections.config_dict.placeholder(float)
+  c.bft.nt_lambda = 2.0           # nt_bce / bal_nt_bce: negative tolerance lambda (1: BCE)
   c.bft.label_smoothing = 0.1
   c.bft.mixup_alpha = 0.8
   c.bft.cutmix_alpha = 1.0

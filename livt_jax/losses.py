@@ -26,6 +26,14 @@ d CE / dz = (softmax(z + B) - y) / B_size when every target row sums to 1.
 
 The bias is computed once in float64 NumPy and added to the logits as a float32 constant inside
 the loss function, i.e. in the training loss only; evaluation uses the raw logits.
+
+The test prior pi^t comes from `bft.test_prior` (`test_prior_from_config`): 'uniform' (Eq. 10),
+'train' (pi^t = pi: the bias vanishes, Bal-BCE is BCE and Bal-CE is CE), or one weight per
+class. 'bal_ce' then uses tau * (log pi - log pi^t) (the logit adjustment of Thm. 1 for a
+shifted test prior), 'bal_bce' Thm. 3.
+
+The Table 7 losses (class-balanced, focal, LDAM-DRW, LADE, IB, NT-BCE) are in
+`losses_table7.py`; `make_loss_fn` builds every one of them.
 """
 from typing import Callable, Sequence
 
@@ -33,10 +41,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
-BIAS_FORMS = ('paper', 'official')
+from livt_jax import losses_table7
+from livt_jax.losses_table7 import NEEDS_FEATURES, NEEDS_STEP  # pylint: disable=unused-import
 
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+BASE_LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
+LOSSES = BASE_LOSSES + losses_table7.TABLE7_LOSSES
+BIAS_FORMS = ('paper', 'official')
+# Losses whose bias or estimate depends on the test prior (bft.test_prior).
+USES_TEST_PRIOR = ('bal_ce', 'bal_bce', 'lade', 'bal_nt_bce')
+
+# loss(logits [B, C], targets [B, C], *, step=None, features=None) -> float32 scalar.
+LossFn = Callable[..., jax.Array]
 
 
 def one_hot(labels: jax.Array, num_classes: int, smoothing: float = 0.0) -> jax.Array:
@@ -108,27 +123,65 @@ def bal_bce_bias(class_counts: Sequence[float], tau: float = 1.0, form: str = 'p
   return tau * ((np.log(pi) - np.log(pt)) - (np.log1p(-pi) - np.log1p(-pt)))
 
 
-def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: float = 1.0,
-                 bias_form: str = 'paper') -> LossFn:
-  """Returns loss(logits [B, C], targets [B, C]) -> float32 scalar for `bft.loss` = name.
+def test_prior_from_config(spec, class_counts: Sequence[float]) -> np.ndarray | None:
+  """pi^t of `bft.test_prior`: None for 'uniform', pi for 'train', else C weights (normalised).
 
-  'bal_ce' uses tau * log pi (tau = 1: Eq. 3); 'bal_bce' uses `bal_bce_bias(..., tau,
-  bias_form)`. The bias is a constant of the returned function.
+  `spec` is 'uniform', 'train', a comma-separated string of C positive weights (the command
+  line form, e.g. '10,5,1'), or a sequence of them.
+  """
+  if isinstance(spec, str):
+    key = spec.strip().lower()
+    if key == 'uniform':
+      return None
+    if key == 'train':
+      return class_prior(class_counts)
+    try:
+      spec = [float(v) for v in key.split(',')]
+    except ValueError:
+      raise ValueError(f"bft.test_prior={spec!r}: use 'uniform', 'train' or one weight per "
+                       "class, e.g. '10,5,1'") from None
+  weights = np.asarray(spec, np.float64).reshape(-1)
+  if weights.size != len(class_counts) or not np.all(np.isfinite(weights) & (weights > 0)):
+    raise ValueError(f'bft.test_prior has {weights.size} weights {weights.tolist()[:10]}: use '
+                     f'{len(class_counts)} positive numbers (one per class), or uniform / train')
+  return weights / weights.sum()
+
+
+def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: float = 1.0,
+                 bias_form: str = 'paper', test_prior: Sequence[float] | None = None,
+                 **options) -> LossFn:
+  """Returns loss(logits [B, C], targets [B, C], *, step=None, features=None) for `bft.loss`.
+
+  'bal_ce' uses tau * (log pi - log pi^t) (tau = 1, uniform pi^t: Eq. 3); 'bal_bce' uses
+  `bal_bce_bias(..., tau, bias_form, test_prior)`; the Table 7 losses take `options`
+  (`losses_table7.DEFAULTS`). Biases are constants of the returned function. `step` (the train
+  step) matters for NEEDS_STEP losses only, `features` (the head's input) for NEEDS_FEATURES.
   """
   if name not in LOSSES:
     raise ValueError(f'bft.loss={name!r} is not known; choices: {", ".join(LOSSES)}')
   if name in ('ce', 'bce'):
-    return softmax_cross_entropy if name == 'ce' else sigmoid_bce
+    base = softmax_cross_entropy if name == 'ce' else sigmoid_bce
+    return lambda logits, targets, *, step=None, features=None: base(logits, targets)
   if class_counts is None:
     raise ValueError(f'bft.loss={name!r} needs the training class counts')
+  pt = None if test_prior is None else class_prior(test_prior)
+  if pt is not None and pt.size != len(class_counts):
+    raise ValueError(f'test_prior has {pt.size} classes, class_counts {len(class_counts)}')
+  if name in losses_table7.TABLE7_LOSSES:
+    bce_bias = (bal_bce_bias(class_counts, tau, bias_form, pt) if name == 'bal_nt_bce'
+                else None)
+    return losses_table7.make_table7_loss(name, class_counts, bce_bias=bce_bias,
+                                          test_prior=pt, **options)
   if name == 'bal_ce':
-    bias_np, base = tau * bal_ce_bias(class_counts), softmax_cross_entropy
+    bias_np = bal_ce_bias(class_counts) - (0.0 if pt is None else np.log(pt))
+    bias_np, base = tau * bias_np, softmax_cross_entropy
   else:
-    bias_np, base = bal_bce_bias(class_counts, tau, bias_form), sigmoid_bce
+    bias_np, base = bal_bce_bias(class_counts, tau, bias_form, pt), sigmoid_bce
   num_classes = bias_np.size
   bias = jnp.asarray(bias_np, jnp.float32)
 
-  def loss_fn(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  def loss_fn(logits: jax.Array, targets: jax.Array, *, step=None, features=None) -> jax.Array:
+    del step, features  # not used by the balanced losses
     if logits.shape[-1] != num_classes:
       raise ValueError(f'logits have {logits.shape[-1]} classes, class_counts {num_classes}')
     return base(logits.astype(jnp.float32) + bias, targets)

@@ -1,7 +1,8 @@
 """Jitted train steps: one generic step (grads, accumulation, NaN guard) and the two LiVT losses.
 
 The RNG of a step is `fold_in(key(seed), step)`, so a resumed run draws the same masks, drop-path
-and mixup as an uninterrupted one.
+and mixup as an uninterrupted one. Loss functions get the step too (a traced int32), for losses
+with a schedule inside (LDAM's deferred re-weighting, IB's CE warm-up).
 """
 from typing import Callable
 
@@ -10,10 +11,12 @@ import jax.numpy as jnp
 import optax
 
 from livt_jax import losses
+from livt_jax import losses_table7
 from livt_jax import train_state
 from livt_jax.data import mixup
 
-LossFn = Callable[[dict, dict, jax.Array], tuple[jax.Array, dict]]
+# loss_fn(params, batch, rng, step) -> (loss, aux); step defaults to 0 for one-off calls.
+LossFn = Callable[[dict, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
 def _micro_batches(batch: dict, k: int) -> dict:
@@ -22,19 +25,19 @@ def _micro_batches(batch: dict, k: int) -> dict:
   return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
 
 
-def _grads(loss_fn: LossFn, params, batch, rng, accum_steps: int):
+def _grads(loss_fn: LossFn, params, batch, rng, step, accum_steps: int):
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if accum_steps == 1:
-    (loss, aux), grads = grad_fn(params, batch, rng)
+    (loss, aux), grads = grad_fn(params, batch, rng, step)
     return loss, aux, grads
 
   def body(carry, xs):
     i, micro = xs
-    (loss, aux), grads = grad_fn(params, micro, jax.random.fold_in(rng, i))
+    (loss, aux), grads = grad_fn(params, micro, jax.random.fold_in(rng, i), step)
     return jax.tree.map(jnp.add, carry, (loss, aux, grads)), None
 
   (loss, aux), grads = jax.eval_shape(lambda: grad_fn(params, jax.tree.map(
-      lambda x: x[: x.shape[0] // accum_steps], batch), rng))
+      lambda x: x[: x.shape[0] // accum_steps], batch), rng, step))
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (loss, aux, grads))
   total, _ = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), _micro_batches(batch, accum_steps)))
   return jax.tree.map(lambda x: x / accum_steps, total)
@@ -52,7 +55,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: 
   def step(state: train_state.TrainState, batch: dict):
     batch = preprocess(batch)
     rng = jax.random.fold_in(base_key, state.step)
-    loss, aux, grads = _grads(loss_fn, state.params, batch, rng, accum_steps)
+    loss, aux, grads = _grads(loss_fn, state.params, batch, rng, state.step, accum_steps)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -70,7 +73,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: 
 
 def mgp_loss_fn(model) -> LossFn:
   """MAE reconstruction loss (norm-pix MSE on the masked patches)."""
-  def loss_fn(params, batch, rng):
+  def loss_fn(params, batch, rng, step=None):
+    del step
     mask_rng, drop_rng = jax.random.split(rng)
     loss, _ = model.apply({'params': params}, batch['image'], train=True,
                           rngs={'mask': mask_rng, 'dropout': drop_rng})
@@ -81,15 +85,20 @@ def mgp_loss_fn(model) -> LossFn:
 def bft_loss_fn(model, config, class_counts) -> LossFn:
   """Balanced fine-tuning loss: mixup/cutmix soft targets, the configured (balanced) loss.
 
-  The Bal-BCE logit bias is a constant of the jitted function, added to the logits inside it.
+  Biases, margins and class weights are constants of the jitted function. Epoch-based
+  schedules of the loss (bft.drw_epoch, bft.ib_epoch) become steps with the engine's steps per
+  epoch; IB also gets the head's input features (`pre_logits`).
   """
   bft = config.bft
   num_classes = len(class_counts)
-  criterion = losses.make_loss_fn(bft.loss, class_counts=class_counts, tau=bft.tau,
-                                  bias_form=bft.bias_form)
+  criterion = losses.make_loss_fn(
+      bft.loss, class_counts=class_counts, tau=bft.tau, bias_form=bft.bias_form,
+      test_prior=losses.test_prior_from_config(bft.get('test_prior', 'uniform'), class_counts),
+      **loss_options(config, class_counts))
+  want_features = bft.loss in losses.NEEDS_FEATURES
   use_mix = bft.mix_prob > 0 and (bft.mixup_alpha > 0 or bft.cutmix_alpha > 0)
 
-  def loss_fn(params, batch, rng):
+  def loss_fn(params, batch, rng, step=0):
     drop_rng, mix_rng = jax.random.split(rng)
     images = batch['image']
     targets = losses.one_hot(batch['label'], num_classes, bft.label_smoothing)
@@ -97,7 +106,27 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
       images, targets = mixup.mixup_cutmix(
           mix_rng, images, targets, mixup_alpha=bft.mixup_alpha, cutmix_alpha=bft.cutmix_alpha,
           switch_prob=bft.mix_switch_prob, mix_prob=bft.mix_prob)
-    logits = model.apply({'params': params}, images, train=True, rngs={'dropout': drop_rng})
-    return criterion(logits.astype(jnp.float32), targets), {}
+    features = None
+    if want_features:
+      logits, state = model.apply({'params': params}, images, train=True,
+                                  rngs={'dropout': drop_rng}, mutable=['intermediates'])
+      features = state['intermediates']['pre_logits'][0]
+    else:
+      logits = model.apply({'params': params}, images, train=True, rngs={'dropout': drop_rng})
+    return criterion(logits.astype(jnp.float32), targets, step=step, features=features), {}
 
   return loss_fn
+
+
+def loss_options(config, class_counts) -> dict:
+  """The Table 7 hyper-parameters of config.bft for `losses.make_loss_fn`; epochs -> steps."""
+  bft = config.bft
+  # plan.stage_plan's rule (the remainder batch is dropped); never below 1 step.
+  steps_per_epoch = max(1, int(sum(class_counts)) // bft.batch_size)
+  opts = {k: bft[k] for k in losses_table7.DEFAULTS if k in bft}
+  for name, key, default_fraction in (('drw_epoch', 'drw_start_step', 0.8),
+                                      ('ib_epoch', 'ib_start_step', 0.5)):
+    epoch = bft.get(name)
+    epoch = default_fraction * bft.epochs if epoch is None else epoch
+    opts[key] = round(epoch * steps_per_epoch)
+  return opts

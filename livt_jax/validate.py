@@ -4,12 +4,13 @@ import math
 import ml_collections
 
 from livt_jax.data import longtail
+from livt_jax import losses
 from livt_jax import paths
 from livt_jax.data import registry
 from livt_jax.models import vit
 
 STAGES = ('mgp', 'bft', 'evaluate')
-LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
+LOSSES = losses.LOSSES
 BIAS_FORMS = ('paper', 'official')
 PRECISIONS = ('auto', 'float32', 'bfloat16')
 POSEMBS = ('fixed', 'learned')
@@ -125,6 +126,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('bft.loss', config.bft.loss, f'use one of {", ".join(LOSSES)}')
   if config.bft.bias_form not in BIAS_FORMS:
     _fail('bft.bias_form', config.bft.bias_form, f'use one of {", ".join(BIAS_FORMS)}')
+  _check_loss_options(config, info)
   if not 0 < config.bft.layer_decay <= 1:
     _fail('bft.layer_decay', config.bft.layer_decay, 'use a value in (0, 1]; 1 disables it')
   if config.model.get('posemb', 'fixed') not in POSEMBS:
@@ -183,3 +185,58 @@ def _is_dir(field, path) -> bool:
 def _check_checkpoint_dir(field, path, what_to_do):
   if not _is_dir(field, path):
     _fail(field, path, f'no such checkpoint directory; {what_to_do}')
+
+
+# bft.<field>: (lowest, highest, lowest allowed, highest allowed, what to use).
+_LOSS_RANGES = {
+    'cb_beta': (0.0, 1.0, True, False, 'a beta in [0, 1), e.g. 0.9999'),
+    'drw_beta': (0.0, 1.0, True, False, 'a beta in [0, 1), e.g. 0.9999'),
+    'focal_gamma': (0.0, math.inf, True, False, 'a gamma >= 0, e.g. 2 (0 is CE)'),
+    'ldam_max_margin': (0.0, math.inf, False, False, 'a margin > 0, e.g. 0.5'),
+    'ldam_scale': (0.0, math.inf, False, False, 'a scale > 0, e.g. 30'),
+    'lade_alpha': (0.0, math.inf, True, False, 'an alpha >= 0, e.g. 0.1'),
+    'lade_remine_lambda': (0.0, math.inf, True, False, 'a lambda >= 0, e.g. 0.1'),
+    'ib_alpha': (0.0, math.inf, False, False, 'an alpha > 0, e.g. 1000'),
+    'nt_lambda': (0.0, math.inf, False, False, 'a lambda > 0, e.g. 2 (1 is BCE)'),
+    'drw_epoch': (0.0, math.inf, True, False, 'an epoch >= 0, or leave it unset (0.8 * epochs)'),
+    'ib_epoch': (0.0, math.inf, True, False, 'an epoch >= 0, or leave it unset (0.5 * epochs)'),
+}
+
+
+def _check_loss_options(config, info):
+  """The Table 7 hyper-parameters, bft.test_prior and dataset.test_imbalance."""
+  bft = config.bft
+  for field, (lo, hi, lo_ok, hi_ok, what) in _LOSS_RANGES.items():
+    value = bft.get(field)
+    if value is None and field.endswith('_epoch'):
+      continue
+    if (not _is_number(value) or math.isnan(value) or value < lo or (value == lo and not lo_ok)
+        or value > hi or (value == hi and not hi_ok)):
+      _fail(f'bft.{field}', value, f'use {what}')
+  prior = bft.get('test_prior', 'uniform')
+  if not (isinstance(prior, str) and prior.strip().lower() == 'uniform'):
+    if bft.loss not in losses.USES_TEST_PRIOR:
+      _fail('bft.test_prior', prior,
+            f'bft.loss={bft.loss} does not use a test prior; use one of '
+            f'{", ".join(losses.USES_TEST_PRIOR)} or --config.bft.test_prior=uniform')
+    if bft.bias_form == 'official' and bft.loss in ('bal_bce', 'bal_nt_bce'):
+      _fail('bft.test_prior', prior, "the 'official' bias has no test prior (Thm. 3 needs "
+            "--config.bft.bias_form=paper), or use --config.bft.test_prior=uniform")
+    if not (isinstance(prior, str) and prior.strip().lower() == 'train'):
+      try:
+        losses.test_prior_from_config(prior, [1] * (info.num_classes or _count(prior)))
+      except ValueError as e:
+        _fail('bft.test_prior', prior, str(e).split(': ', 1)[-1])
+  gamma = config.dataset.get('test_imbalance')
+  if gamma is not None:
+    if not info.lt_n_max:
+      _fail('dataset.test_imbalance', gamma,
+            f'{info.name} has a fixed test set; a long-tailed test split exists for the '
+            'datasets we subsample ourselves (CIFAR-LT, Fashion-MNIST-LT): leave it unset')
+    if not _is_number(gamma) or not math.isfinite(gamma) or gamma < 1:
+      _fail('dataset.test_imbalance', gamma, 'use a finite imbalance factor >= 1, or leave it '
+            'unset for the balanced test set')
+
+
+def _count(prior) -> int:
+  return len(prior.split(',')) if isinstance(prior, str) else len(prior)

@@ -85,7 +85,7 @@ def test_clear_errors():
   c.stages = 'mgp,finetune'
   assert 'config.stages' in _error(c)
   c = load('fashion_mnist_lt')
-  c.bft.loss = 'focal'
+  c.bft.loss = 'focal_ce'
   assert 'bft.loss' in _error(c)
 
 

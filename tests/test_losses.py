@@ -97,9 +97,12 @@ def test_extreme_logits_give_finite_loss_and_grads(name):
   _, soft, _, counts = _data(5)
   z = np.where(np.arange(C) % 2 == 0, 1e4, -1e4) * np.ones((B, 1))
   fn = losses.make_loss_fn(name, counts)
-  value, grad = jax.value_and_grad(fn)(jnp.asarray(z, jnp.float32), jnp.asarray(soft))
-  assert np.isfinite(float(value)) and float(value) > 0
-  assert np.all(np.isfinite(np.asarray(grad)))
+  features = jnp.ones((B, 4))  # the head's input, for IB
+  for step in (0, 10**6):      # before and after the deferred phases (LDAM-DRW, IB)
+    value, grad = jax.value_and_grad(lambda x: fn(x, jnp.asarray(soft), step=step,
+                                                  features=features))(jnp.asarray(z, jnp.float32))
+    assert np.isfinite(float(value)) and float(value) > 0
+    assert np.all(np.isfinite(np.asarray(grad)))
 
 
 def test_gradients_match_appendix_b():
@@ -125,8 +128,8 @@ def test_one_hot_smoothing():
 
 
 def test_clear_errors():
-  with pytest.raises(ValueError, match=r"bft\.loss='focal'.*ce, bal_ce, bce, bal_bce"):
-    losses.make_loss_fn('focal')
+  with pytest.raises(ValueError, match=r"bft\.loss='focal_ce'.*ce, bal_ce, bce, bal_bce, cb_ce"):
+    losses.make_loss_fn('focal_ce')
   with pytest.raises(ValueError, match=r'classes \[1\] have \[0.0\] training images'):
     losses.make_loss_fn('bal_bce', [3, 0, 5])
   with pytest.raises(ValueError, match='needs the training class counts'):

@@ -295,6 +295,9 @@ class ViT(nn.Module):
       feat = layer_norm(self.dtype, 'fc_norm')(jnp.mean(tokens[:, 1:], axis=1))
     else:
       feat = encoder(images, train=train)[:, 0]
+    # The head's input, for losses that need it (IB): `apply(..., mutable=['intermediates'])`
+    # returns it as intermediates['pre_logits'][0]; otherwise sow stores nothing.
+    self.sow('intermediates', 'pre_logits', feat)
     head_init = (nn.initializers.normal(self.head_init_std) if self.head_init_std > 0
                  else nn.initializers.zeros)
     # The head runs in float32: logits feed the loss and the calibration metrics.
