@@ -529,7 +529,9 @@ def report_lines(r: StageResult, chip: chips.Chip) -> list[str]:
 def data_facts(config) -> DataFacts:
   from livt_jax.data import registry  # pylint: disable=g-import-not-at-top
   info = registry.get_info(config.dataset.name)
-  num_train, num_classes = registry.lt_train_size(info, config.dataset.imbalance), info.num_classes
+  num_train = registry.lt_train_size(info, config.dataset.imbalance,
+                                     config.dataset.get('val_per_class', 0))
+  num_classes = info.num_classes
   if num_train is None:  # a user's image folder: its size is known only by reading it
     from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
     source = sources.load_source(config.dataset, 'train')

@@ -23,6 +23,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.class_order = 'natural'  # 'natural' or 'shuffled' (seeded by class_order_seed)
   c.dataset.class_order_seed = 0
   c.dataset.subset_seed = 0          # which images of a class are kept by LT subsampling
+  # CIFAR/Fashion-LT: validation images per class held out of the training images the LT rule
+  # left unused (a balanced 'val' split; a class kept whole keeps n - val_per_class). 0: none.
+  c.dataset.val_per_class = 0
   c.dataset.num_classes = ml_collections.config_dict.placeholder(int)  # checked against the data
   c.dataset.read_threads = 2
   c.dataset.prefetch_buffer = 2
@@ -111,6 +114,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.evaluate.batch_size = 1024
   c.evaluate.num_bins = 15
   c.evaluate.checkpoint = ml_collections.config_dict.placeholder(str)  # for stages=evaluate alone
+
+  # Evaluators run during BFT (livt_jax/evaluators.py): top-1, Many/Medium/Few, ECE/MCE on
+  # `split` every `every_epochs` epochs and at the end, to TensorBoard and the console.
+  # select_best keeps the best-on-val parameters (WORKDIR/bft/best) and the report gives their
+  # test metrics next to the final model's. Datasets without a val split skip it (one line).
+  c.evals = ml_collections.ConfigDict()
+  c.evals.val = ml_collections.ConfigDict(dict(
+      type='classification', split='val', every_epochs=10.0, select_best='top1'))
 
   # Mesh: data-parallel x FSDP. -1 means "all remaining devices".
   c.mesh = ml_collections.ConfigDict()

@@ -24,9 +24,14 @@ def predict_fn(model, mesh, params_sharding, preprocess=lambda b: b):
                  out_shardings=sharding.replicated(mesh))
 
 
-def collect_logits(config, model, params, params_sharding, source, info, mesh):
-  """Logits and labels of every example of `source` exactly once (padding removed)."""
-  predict = predict_fn(model, mesh, params_sharding, functools.partial(
+def collect_logits(config, model, params, params_sharding, source, info, mesh, predict=None,
+                   progress=True):
+  """Logits and labels of every example of `source` exactly once (padding removed).
+
+  `predict` (from `predict_fn`, with the dataset's preprocessing) is reused by callers that
+  evaluate often, so the step compiles once; `progress` prints a line per quarter.
+  """
+  predict = predict or predict_fn(model, mesh, params_sharding, functools.partial(
       device_augment.preprocess, mean=info.mean, std=info.std))
   image_size, batch_size = config.bft.image_size, config.evaluate.batch_size
   all_logits, all_labels = [], []
@@ -37,7 +42,7 @@ def collect_logits(config, model, params, params_sharding, source, info, mesh):
   quarters = {len(batches) * q // 4 for q in (1, 2, 3)} - {0}
   t0 = time.perf_counter()
   for i, batch in enumerate(batches, 1):
-    if i - 1 in quarters and jax.process_index() == 0:
+    if progress and i - 1 in quarters and jax.process_index() == 0:
       rate = (i - 1) * batch_size / max(time.perf_counter() - t0, 1e-9)
       print(f'livt_jax: evaluate {i - 1}/{len(batches)} batches | {rate:.0f} img/s', flush=True)
     logits, labels, mask = jax.device_get(predict(params, sharding.global_batch(batch, mesh)))

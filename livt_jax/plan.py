@@ -65,7 +65,8 @@ def describe(config, num_devices: int) -> str:
   """The dry-run report: everything that can be known without training."""
   stages = validate.parse_stages(config)
   info = registry.get_info(config.dataset.name)
-  num_train = registry.lt_train_size(info, config.dataset.imbalance)
+  num_train = registry.lt_train_size(info, config.dataset.imbalance,
+                                     config.dataset.get('val_per_class', 0))
   num_classes = info.num_classes
   if num_train is None:  # a user's image folder: its size is known only by reading it
     from livt_jax.data import sources  # pylint: disable=g-import-not-at-top

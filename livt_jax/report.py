@@ -13,16 +13,25 @@ def _pct(x):
   return '-' if x is None else f'{100 * x:.1f}'
 
 
+def _row(label: str, r: dict) -> str:
+  return (f'| {label} | {_pct(r["top1"])} | {_pct(r["many"])} | {_pct(r["medium"])} | '
+          f'{_pct(r["few"])} | {_pct(r["ece"])} | {_pct(r["mce"])} |')
+
+
 def markdown(result: dict, title: str) -> str:
+  """The report table: the final model, and the best-on-validation one when there is one."""
   conv = result['convention']
   sizes = result['group_sizes']
+  rows = [_row(result['model_choice'], result)]
+  best = result.get('best_on_val')
+  if best:
+    rows.append(_row(best['model_choice'], best))
   lines = [
       f'## {title}', '',
-      '| top-1 | Many | Medium | Few | ECE | MCE |', '|---|---|---|---|---|---|',
-      f'| {_pct(result["top1"])} | {_pct(result["many"])} | {_pct(result["medium"])} | '
-      f'{_pct(result["few"])} | {_pct(result["ece"])} | {_pct(result["mce"])} |', '',
-      f'{result["num_examples"]} test examples ({result["split"]} split), model: '
-      f'{result["model_choice"]}.',
+      '| model | top-1 | Many | Medium | Few | ECE | MCE |', '|---|---|---|---|---|---|---|',
+      *rows, '',
+      f'{result["num_examples"]} test examples ({result["split"]} split); the models are '
+      'never chosen on it.',
       f'Groups by training images per class: Many > {conv["many_threshold"]} '
       f'({sizes["many"]} classes), Medium {conv["few_threshold"]}..{conv["many_threshold"]} '
       f'inclusive ({sizes["medium"]}), Few < {conv["few_threshold"]} ({sizes["few"]}); '

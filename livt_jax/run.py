@@ -5,6 +5,7 @@ from clu import metric_writers
 import jax
 
 from livt_jax import evaluate
+from livt_jax import evaluators
 from livt_jax import paths
 from livt_jax import report
 from livt_jax import sharding
@@ -94,16 +95,25 @@ def run(config, workdir) -> dict | None:
     _say(f'bft: {bft.plan.run_steps} steps of {bft.plan.global_batch} images, loss '
          f'{config.bft.loss}; encoder from {description} (unless resuming)')
     loss_fn = steps.bft_loss_fn(bft.model, config, counts)
+    hook = evaluators.EvalHook(
+        evaluators.build(config, bft.model, bft.params_sharding, info, mesh, counts, _say),
+        workdir, bft.plan.steps_per_epoch, bft.plan.run_steps, _say)
     bft_state = train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
-                            init_encoder=init_encoder)
+                            init_encoder=init_encoder, after_step=hook)
+    hook.close()
     _say(f'bft: done, checkpoints in {workdir / "bft" / "checkpoints"}')
 
   if 'evaluate' not in stages:
     return None
-  bft = bft or build('bft')
-  if 'bft' in stages:
+  return _evaluate(config, workdir, bft or build('bft'), bft_state, 'bft' in stages, info, mesh,
+                   counts)
+
+
+def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, counts) -> dict:
+  """Test metrics of the final BFT model and of the best-on-validation one, and the report."""
+  if trained_here:
     checkpoint = workdir / 'bft' / 'checkpoints'
-    choice = 'final BFT model (no checkpoint selection on the test set)'
+    choice = 'final BFT model'
   else:
     checkpoint = paths.resolve(config.evaluate.checkpoint)
     choice = f'checkpoint {checkpoint}'
@@ -112,11 +122,31 @@ def run(config, workdir) -> dict | None:
             else train.load_params(config, bft, checkpoint))
   test_source = sources.load_source(config.dataset, 'test')
   _say(f'evaluate: {len(test_source)} test images, {choice}')
-  result = evaluate.evaluate(config, bft.model, params, bft.params_sharding, test_source, info,
-                             mesh, counts)
-  result.update(split='test', model_choice=choice, convention={
+
+  def test_metrics(p, label):
+    r = evaluate.evaluate(config, bft.model, p, bft.params_sharding, test_source, info, mesh,
+                          counts)
+    r.update(split='test', model_choice=label)
+    return r
+
+  result = test_metrics(params, choice)
+  del params
+  selected = evaluators.selection(config)
+  best = None
+  if selected is not None:
+    name, metric = selected
+    best = evaluators.restore_best(checkpoint.parent / 'best', metric, bft.abstract_state.params)
+  if best is not None:
+    best_params, step, val = best
+    epoch = step / bft.plan.steps_per_epoch
+    label = f'best on {name} {metric} (epoch {epoch:.1f}, {name} {metric} {100 * val[metric]:.1f})'
+    _say(f'evaluate: {label}')
+    result['best_on_val'] = {**test_metrics(best_params, label), 'step': step, 'epoch': epoch,
+                             'val': val}
+    del best_params
+  result['convention'] = {
       'many_threshold': config.dataset.many_threshold,
-      'few_threshold': config.dataset.few_threshold, 'num_bins': config.evaluate.num_bins})
+      'few_threshold': config.dataset.few_threshold, 'num_bins': config.evaluate.num_bins}
   if jax.process_index() == 0:
     out_dir = workdir / 'report'
     md = report.write(result, counts, out_dir,

@@ -130,12 +130,15 @@ def progress_line(stage: str, step: int, total: int, images_per_sec: float, loss
 
 
 def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
-          init_encoder: Callable[[], Any] | None = None):
+          init_encoder: Callable[[], Any] | None = None,
+          after_step: Callable[[int, Any], None] | None = None):
   """Trains one stage to its last step, resuming from the workdir.
 
   Args:
     init_encoder: called only when the stage starts fresh; returns the encoder parameters to
       start from (BFT after MGP), or None for a random initialisation.
+    after_step: called with (step, params) after every step, before that step's checkpoint is
+      saved (the evaluators: `evaluators.EvalHook`).
 
   Returns:
     The final train state, or None when the stage had already finished (nothing restored).
@@ -204,6 +207,10 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
                           scalars['loss'], scalars['learning_rate'],
                           (total - step) * dt / max(step - n0, 1)))
         t0, n0 = time.perf_counter(), step
+      if after_step is not None:
+        hook_start = time.perf_counter()
+        after_step(step, state.params)
+        t0 += time.perf_counter() - hook_start  # img/s and ETA count training time only
       stop = stopper.should_stop(step)
       if stop or step == total or mngr.should_save(step):
         _check_finite(pending, stage.name, ckpt_dir)

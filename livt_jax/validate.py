@@ -146,6 +146,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _check_schedule(config, stage)
   _check_positive('evaluate.batch_size', config.evaluate.batch_size,
                   'use a positive batch size, e.g. --config.evaluate.batch_size=1024')
+  _check_evals(config)
   mesh_shape(config, num_devices)
   if 'mgp' in stages:
     _check_batch('mgp.batch_size', config.mgp.batch_size, num_devices, config.grad_accum_steps)
@@ -185,6 +186,37 @@ def _is_dir(field, path) -> bool:
 def _check_checkpoint_dir(field, path, what_to_do):
   if not _is_dir(field, path):
     _fail(field, path, f'no such checkpoint directory; {what_to_do}')
+
+
+EVAL_TYPES = ('classification',)
+EVAL_SELECTABLE = ('top1', 'many', 'medium', 'few', 'ece', 'mce')
+
+
+def _check_evals(config):
+  """config.evals (livt_jax/evaluators.py) and dataset.val_per_class."""
+  vpc = config.dataset.get('val_per_class', 0)
+  if not isinstance(vpc, int) or isinstance(vpc, bool) or vpc < 0:
+    _fail('dataset.val_per_class', vpc, 'use a whole number of images per class >= 0, e.g. 20')
+  selecting = []
+  for name, ev in sorted(config.get('evals', {}).items()):
+    if ev.get('type') not in EVAL_TYPES:
+      _fail(f'evals.{name}.type', ev.get('type'), f'use one of {", ".join(EVAL_TYPES)}')
+    if ev.get('split') not in ('train', 'val', 'test'):
+      _fail(f'evals.{name}.split', ev.get('split'), "use 'val' (or 'test' / 'train' for curves)")
+    _check_positive(f'evals.{name}.every_epochs', ev.get('every_epochs'),
+                    'use a positive number of epochs between evaluations, e.g. 1')
+    metric = ev.get('select_best')
+    if metric:
+      if metric not in EVAL_SELECTABLE:
+        _fail(f'evals.{name}.select_best', metric, f'use one of {", ".join(EVAL_SELECTABLE)}'
+              ' or leave it unset')
+      if ev.split != 'val':
+        _fail(f'evals.{name}.select_best', metric,
+              f'models are chosen on the validation split only, not on {ev.split!r}: unset it '
+              f'(--config.evals.{name}.select_best=) or use split val')
+      selecting.append(name)
+  if len(selecting) > 1:
+    _fail('evals', ','.join(selecting), 'at most one evaluator may set select_best')
 
 
 # bft.<field>: (lowest, highest, lowest allowed, highest allowed, what to use).

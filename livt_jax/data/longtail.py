@@ -83,3 +83,40 @@ def lt_subsample_indices(labels: np.ndarray, sizes: Sequence[int],
     rng = np.random.default_rng(children[cls])
     kept.append(rng.choice(candidates, size=sizes[rank], replace=False))
   return np.sort(np.concatenate(kept).astype(np.int64))
+
+
+def lt_split(labels: np.ndarray, sizes: Sequence[int], class_order: Optional[Sequence[int]],
+             seed: int, val_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+  """The LT training subset and a balanced validation set from the images it left unused.
+
+  Every class gives `val_per_class` validation images drawn from the images the LT rule does
+  not keep, so validation is disjoint from the training subset (and from test, a separate
+  split). A class the rule keeps whole (the head: n_max of n_max) keeps
+  `len(class) - val_per_class` instead; every other class keeps exactly the images it keeps
+  without validation, so the LT subset stays the published one except for that cap.
+
+  Returns:
+    (train_indices, val_indices), both sorted int64 indices into `labels`; val is empty when
+    val_per_class is 0.
+  """
+  labels = np.asarray(labels)
+  order = np.arange(len(sizes)) if class_order is None else np.asarray(class_order)
+  if val_per_class < 0:
+    raise ValueError(f'dataset.val_per_class must be >= 0, got {val_per_class}')
+  totals = np.bincount(labels, minlength=len(sizes))
+  capped = [min(int(size), int(totals[cls]) - val_per_class) for size, cls in zip(sizes, order)]
+  if val_per_class and min(capped) < 1:
+    raise ValueError(
+        f'dataset.val_per_class={val_per_class} leaves a class without training images (the '
+        f'smallest class has {int(totals.min())} images in all); lower dataset.val_per_class')
+  train = lt_subsample_indices(labels, capped, order, seed)
+  if not val_per_class:
+    return train, np.zeros(0, np.int64)
+  unused = np.ones(len(labels), bool)
+  unused[train] = False
+  # Its own seed stream: the validation draw never moves the training subset.
+  children = np.random.SeedSequence([seed, 1]).spawn(len(sizes))
+  val = [np.random.default_rng(children[cls]).choice(
+      np.flatnonzero(unused & (labels == cls)), size=val_per_class, replace=False)
+         for cls in range(len(sizes))]
+  return train, np.sort(np.concatenate(val).astype(np.int64))

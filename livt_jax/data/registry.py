@@ -101,12 +101,21 @@ def get_info(name: str) -> DatasetInfo:
   return _INFOS[name]
 
 
-def lt_train_size(info: DatasetInfo, imbalance: float) -> Optional[int]:
+def lt_train_size(info: DatasetInfo, imbalance: float, val_per_class: int = 0) -> Optional[int]:
   """Training set size for an imbalance factor, without reading any data.
 
   Datasets we subsample ourselves (CIFAR-LT, Fashion-MNIST-LT) depend on the imbalance
-  factor; the fixed benchmarks (ImageNet-LT, iNat18, Places-LT) ignore it.
+  factor and on the validation images held out of each class (`longtail.lt_split`: a class
+  keeps at most n_max - val_per_class); the fixed benchmarks (ImageNet-LT, iNat18, Places-LT)
+  ignore both.
   """
   if info.lt_n_max is None:
     return info.train_size
-  return sum(longtail.lt_class_sizes(info.lt_n_max, info.num_classes, imbalance))
+  return sum(min(n, info.lt_n_max - val_per_class)
+             for n in longtail.lt_class_sizes(info.lt_n_max, info.num_classes, imbalance))
+
+
+def has_val_split(info: DatasetInfo, val_per_class: int) -> bool:
+  """Whether `split='val'` exists: a published one, or one held out by `dataset.val_per_class`
+  from the datasets we subsample ourselves."""
+  return info.has_val or bool(info.lt_n_max and val_per_class > 0)

@@ -42,7 +42,11 @@ def load_source(dataset_config, split: str) -> source_base.Source:
   info = registry.get_info(dataset_config.name)
   if split not in SPLITS:
     raise ValueError(f'split={split!r} is not one of {", ".join(SPLITS)}')
-  if split == 'val' and not info.has_val and info.name != 'image_folder':
+  if (split == 'val' and info.name != 'image_folder'
+      and not registry.has_val_split(info, _val_per_class(dataset_config))):
+    if info.lt_n_max:
+      raise ValueError(f'{info.name} has no validation split unless one is held out of the '
+                       'unused training images: set --config.dataset.val_per_class (e.g. 20)')
     raise ValueError(f'{info.name} has no validation split; evaluate on split="test"')
   loader = {
       'fashion_mnist_lt': _fashion_mnist,
@@ -80,27 +84,56 @@ def _empty_class_advice(cfg, info, source) -> str:
   return f'the data in {source.origin} looks incomplete: rebuild or re-download it'
 
 
-def _lt_subset(cfg, labels: np.ndarray, info: registry.DatasetInfo) -> np.ndarray:
+def _val_per_class(cfg) -> int:
+  return int(getattr(cfg, 'val_per_class', 0) or 0)
+
+
+def _lt_subset(cfg, labels: np.ndarray, info: registry.DatasetInfo, split: str) -> np.ndarray:
+  """Indices into the balanced training records: the LT subset ('train') or the validation
+  images held out of what it left unused ('val'; `longtail.lt_split`)."""
   sizes = longtail.lt_class_sizes(info.lt_n_max, info.num_classes, cfg.imbalance)
   order = longtail.class_order_permutation(cfg.class_order, info.num_classes,
                                            cfg.class_order_seed)
+  train, val = longtail.lt_split(labels, sizes, order, cfg.subset_seed, _val_per_class(cfg))
+  return train if split == 'train' else val
+
+
+def _test_subset(cfg, labels: np.ndarray, info) -> np.ndarray:
+  """The whole (balanced) test split, or with `dataset.test_imbalance` an LT subset of it: the
+  training profile and class order, its largest class kept whole (1000 of 1000 images)."""
+  gamma = getattr(cfg, 'test_imbalance', None)
+  if gamma is None:
+    return np.arange(len(labels))
+  num_classes = info.num_classes
+  n_max = int(np.bincount(labels, minlength=num_classes).min())  # 1000 (CIFAR-100: 100)
+  sizes = longtail.lt_class_sizes(n_max, num_classes, gamma)
+  if min(sizes) < 1:
+    raise ValueError(f'dataset.test_imbalance={gamma} keeps no test image of the smallest class '
+                     f'(the largest keeps {sizes[0]}); use at most {sizes[0]}')
+  order = longtail.class_order_permutation(cfg.class_order, num_classes, cfg.class_order_seed)
   return longtail.lt_subsample_indices(labels, sizes, order, cfg.subset_seed)
 
 
 def _with_train_size(info, cfg):
-  return dataclasses.replace(info, train_size=registry.lt_train_size(info, cfg.imbalance))
+  return dataclasses.replace(info, train_size=registry.lt_train_size(
+      info, cfg.imbalance, _val_per_class(cfg)))
+
+
+def _records_split(split: str) -> str:
+  """Our LT train and held-out val sets both come from the balanced training records."""
+  return 'train' if split == 'val' else split
 
 
 def _fashion_mnist(cfg, split, info):
   info = _with_train_size(info, cfg)
   directory = fashion_mnist.find_idx_dir(cfg.data_dir)
   if directory is not None:
-    images, labels = fashion_mnist.load_idx_split(directory, split)
+    images, labels = fashion_mnist.load_idx_split(directory, _records_split(split))
     origin = f'IDX files in {directory}'
-    fashion_mnist.check_labels(labels, directory, split)
-    if split == 'train':
-      keep = _lt_subset(cfg, labels, info)
-      images, labels = images[keep], labels[keep]
+    fashion_mnist.check_labels(labels, directory, _records_split(split))
+    keep = (_test_subset(cfg, labels, info) if split == 'test'
+            else _lt_subset(cfg, labels, info, split))
+    images, labels = images[keep], labels[keep]
     return source_base.ArraySource(np.ascontiguousarray(images), info=info, split=split,
                                    labels=labels, class_names=fashion_mnist.CLASS_NAMES,
                                    origin=origin)
@@ -116,10 +149,12 @@ def _cifar(cfg, split, info):
 
 def _tfds_lt(cfg, split, info, class_names: Optional[Sequence[str]] = None):
   """A balanced TFDS dataset, LT-subsampled for 'train' (CIFAR, Fashion-MNIST fallback)."""
-  labels = tfds_sources.scan_fields(info.name, info.tfds_name, split, cfg.data_dir,
+  records = _records_split(split)
+  labels = tfds_sources.scan_fields(info.name, info.tfds_name, records, cfg.data_dir,
                                     ('label',))['label'].astype(np.int32)
-  keep = _lt_subset(cfg, labels, info) if split == 'train' else np.arange(len(labels))
-  base = tfds_sources.open_split(info.name, info.tfds_name, split, cfg.data_dir)
+  keep = (_test_subset(cfg, labels, info) if split == 'test'
+          else _lt_subset(cfg, labels, info, split))
+  base = tfds_sources.open_split(info.name, info.tfds_name, records, cfg.data_dir)
   return source_base.RecordSource(
       base, keep, info=info, split=split, labels=labels[keep],
       class_names=class_names or tfds_sources.label_names(base),

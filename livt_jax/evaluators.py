@@ -1,0 +1,171 @@
+"""Evaluators that run inside BFT on their own schedules (big_vision style plug-ins).
+
+`config.evals` maps a name to one evaluator's settings:
+
+    config.evals.val = dict(type='classification', split='val', every_epochs=10,
+                            select_best='top1')
+
+'classification' computes top-1, Many/Medium/Few, ECE and MCE of the current parameters on
+`split` every `every_epochs` epochs and at the last step, writes them to TensorBoard
+(WORKDIR/tensorboard/<name>) and to the console. With `select_best`, the parameters with the
+best value of that metric so far are kept in WORKDIR/bft/best (orbax, one step kept, with its
+metrics), next to the last checkpoint; selection on the 'test' split is refused (validate.py).
+"""
+import dataclasses
+import functools
+from typing import Any, Callable
+
+from clu import metric_writers
+import jax
+import orbax.checkpoint as ocp
+
+from livt_jax import evaluate
+from livt_jax import metrics as metrics_lib
+from livt_jax import paths
+from livt_jax.data import device_augment
+from livt_jax.data import registry
+from livt_jax.data import sources
+
+TYPES = ('classification',)
+SELECTABLE = {'top1': 'max', 'many': 'max', 'medium': 'max', 'few': 'max', 'ece': 'min',
+              'mce': 'min'}
+SCALARS = ('top1', 'many', 'medium', 'few', 'ece', 'mce')
+BEST_DIR = ('bft', 'best')
+
+
+@dataclasses.dataclass
+class ClassificationEvaluator:
+  """Metrics of the BFT model on one split, every `every_epochs` epochs and at the end."""
+  name: str
+  split: str
+  every_epochs: float
+  select_best: str | None
+  source: Any
+  run_metrics: Callable[[Any], dict]  # params -> classification_metrics result
+
+  def due(self, step: int, steps_per_epoch: int, last_step: int) -> bool:
+    every = max(1, round(self.every_epochs * steps_per_epoch))
+    return step == last_step or step % every == 0
+
+
+def _val_per_class(config) -> int:
+  return int(config.dataset.get('val_per_class', 0) or 0)
+
+
+def build(config, model, params_sharding, info, mesh, class_counts, say) -> list:
+  """The evaluators of `config.evals` whose split exists for this dataset.
+
+  An evaluator of a split the dataset lacks (a 'val' evaluator on iNat18, or on CIFAR/Fashion-
+  MNIST-LT without dataset.val_per_class) is left out with one console line.
+  """
+  out = []
+  predict = evaluate.predict_fn(model, mesh, params_sharding, functools.partial(
+      device_augment.preprocess, mean=info.mean, std=info.std))
+  for name, ev in sorted(config.get('evals', {}).items()):
+    split = ev.split
+    if (split == 'val' and info.name != 'image_folder'
+        and not registry.has_val_split(info, _val_per_class(config))):
+      hint = (' (hold one out with --config.dataset.val_per_class=20)' if info.lt_n_max else '')
+      say(f'evaluator {name}: {info.name} has no {split} split{hint}; left out, the final '
+          'model is reported')
+      continue
+    source = sources.load_source(config.dataset, split)
+
+    def run_metrics(params, source=source):
+      logits, labels = evaluate.collect_logits(config, model, params, params_sharding, source,
+                                               info, mesh, predict=predict, progress=False)
+      return metrics_lib.classification_metrics(
+          logits, labels, class_counts, many_threshold=config.dataset.many_threshold,
+          few_threshold=config.dataset.few_threshold, num_bins=config.evaluate.num_bins)
+
+    out.append(ClassificationEvaluator(name, split, float(ev.every_epochs),
+                                       ev.get('select_best'), source, run_metrics))
+  return out
+
+
+def selection(config) -> tuple[str, str] | None:
+  """(evaluator name, metric) of the evaluator that keeps the best checkpoint, if any."""
+  for name, ev in sorted(config.get('evals', {}).items()):
+    if ev.get('select_best'):
+      return name, ev.select_best
+  return None
+
+
+def best_manager(directory, metric: str) -> ocp.CheckpointManager:
+  """Keeps one checkpoint: the parameters with the best `metric` seen so far."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, create=True, best_fn=lambda m: m[metric], best_mode=SELECTABLE[metric],
+      keep_checkpoints_without_metrics=False)
+  return ocp.CheckpointManager(paths.native(paths.resolve(directory)), options=options,
+                               item_names=('params',))
+
+
+def best_so_far(mngr) -> tuple[int, dict] | None:
+  step = mngr.best_step()
+  return None if step is None else (step, mngr.metrics(step))
+
+
+def restore_best(directory, metric: str, abstract_params):
+  """(params, step, metrics) of the kept best checkpoint, or None if there is none."""
+  if not paths.resolve(directory).exists():
+    return None
+  mngr = best_manager(directory, metric)
+  best = best_so_far(mngr)
+  if best is None:
+    mngr.close()
+    return None
+  step, metrics = best
+  params = mngr.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract_params)))['params']
+  mngr.close()
+  return params, step, metrics
+
+
+class EvalHook:
+  """Called by the train loop after every step: runs the evaluators that are due."""
+
+  def __init__(self, evaluators, workdir, steps_per_epoch: int, last_step: int, say):
+    self.evaluators = evaluators
+    self.steps_per_epoch, self.last_step, self.say = steps_per_epoch, last_step, say
+    self.writers = {e.name: metric_writers.create_default_writer(
+        paths.native(paths.resolve(workdir) / 'tensorboard' / e.name),
+        just_logging=jax.process_index() > 0) for e in evaluators}
+    selecting = [e for e in evaluators if e.select_best]
+    self.selector = selecting[0] if selecting else None
+    self.best = (best_manager(paths.resolve(workdir).joinpath(*BEST_DIR),
+                              self.selector.select_best) if self.selector else None)
+    # Kept in memory: orbax writes a step's metrics only when its async save finishes.
+    kept = best_so_far(self.best) if self.best else None
+    self.best_value = kept[1][self.selector.select_best] if kept else None
+
+  def __call__(self, step: int, params):
+    for ev in self.evaluators:
+      if not ev.due(step, self.steps_per_epoch, self.last_step):
+        continue
+      result = ev.run_metrics(params)
+      scalars = {k: result[k] for k in SCALARS if result[k] is not None}
+      self.writers[ev.name].write_scalars(step, scalars)
+      epoch = step / self.steps_per_epoch
+      self.say(f'{ev.name} @ epoch {epoch:.2f}: ' + ' | '.join(
+          f'{k} {100 * v:.1f}' for k, v in scalars.items()))
+      if ev is self.selector:
+        self._keep_if_best(step, params, scalars)
+
+  def _keep_if_best(self, step, params, scalars):
+    metric = self.selector.select_best
+    value = scalars.get(metric)
+    if value is None:
+      return
+    sign = 1 if SELECTABLE[metric] == 'max' else -1
+    if self.best_value is not None and sign * value <= sign * self.best_value:
+      return
+    self.best_value = value
+    self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)),
+                   metrics={k: float(v) for k, v in scalars.items()}, force=True)
+
+  def close(self):
+    for writer in self.writers.values():
+      writer.flush()
+    if self.best is not None:
+      self.best.wait_until_finished()
+      self.best.close()
