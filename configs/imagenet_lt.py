@@ -5,8 +5,9 @@ Run:
     --config.dataset.data_dir=/path/to/tensorflow_datasets
 
 Paper (Table 2, ViT-B/16, 224 px): top-1 60.9 (Many 73.6 / Medium 56.4 / Few 41.0).
-The reported model is the final BFT model: no checkpoint is selected on any split (choose
-hyper-parameters on ImageNet-LT's 20k validation split, never on the test set).
+BFT is evaluated on ImageNet-LT's 20k validation split every 10 epochs (config.evals.val); the
+report gives the test metrics of the final model and of the best-on-val one, labelled. Nothing
+is selected on the test set.
 Hyper-parameters: Table 10, ImageNet-LT column (the shared defaults).
 """
 from livt_jax import config_defaults

@@ -7,6 +7,7 @@ import jax
 from livt_jax import evaluate
 from livt_jax import evaluators
 from livt_jax import paths
+from livt_jax import reconstructions
 from livt_jax import report
 from livt_jax import sharding
 from livt_jax import steps
@@ -83,10 +84,21 @@ def run(config, workdir) -> dict | None:
   if 'mgp' in stages:
     mgp = build('mgp')
     _say(f'mgp: {mgp.plan.run_steps} steps of {mgp.plan.global_batch} images')
-    # The returned MGP state is dropped here, before BFT allocates its own: BFT reads only the
-    # encoder back from the checkpoint, and only when it starts fresh.
-    train.train(config, mgp, steps.mgp_loss_fn(mgp.model), train_source, info, mesh, workdir)
-    _say(f'mgp: done, checkpoints in {workdir / "mgp" / "checkpoints"}')
+    # The returned MGP state is dropped after the reconstructions figure, before BFT allocates
+    # its own: BFT reads only the encoder back from the checkpoint, and only when it starts fresh.
+    mgp_state = train.train(config, mgp, steps.mgp_loss_fn(mgp.model), train_source, info, mesh,
+                            workdir)
+    figure = workdir / 'report' / reconstructions.FILE_NAME
+    if mgp_state is not None or not figure.exists():
+      mgp_params = (mgp_state.params if mgp_state is not None else
+                    train.load_params(config, mgp, workdir / 'mgp' / 'checkpoints'))
+      del mgp_state
+      reconstructions.write(config, mgp.model, mgp_params,
+                            sources.load_source(config.dataset, 'test'), info, figure.parent,
+                            seed=config.seed)
+      del mgp_params
+    _say(f'mgp: done, checkpoints in {workdir / "mgp" / "checkpoints"}; reconstructions in '
+         f'{figure}')
 
   bft, bft_state = None, None
   if 'bft' in stages:
