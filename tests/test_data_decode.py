@@ -6,15 +6,15 @@ import numpy as np
 from PIL import Image
 
 from livt_jax import config_defaults
+from livt_jax.bench import jpegs
 from livt_jax.data import augment
-from livt_jax.data import benchmark as data_benchmark
 from livt_jax.data import decode
 from livt_jax.data import pipeline
 from livt_jax.data import sources
 
 
 def _encoded(width, height, fmt='JPEG', seed=0):
-  pixels = data_benchmark.natural_image(np.random.default_rng(seed), width, height)
+  pixels = jpegs.natural_image(np.random.default_rng(seed), width, height)
   buffer = io.BytesIO()
   Image.fromarray(pixels).save(buffer, fmt, **({'quality': 90} if fmt == 'JPEG' else {}))
   return buffer.getvalue()
@@ -85,7 +85,7 @@ def _iterator(source, workers, info):
 
 
 def test_pipeline_decodes_reduced_same_batches_for_any_worker_count(tmp_path):
-  data_benchmark.write_jpeg_folder(str(tmp_path), 48, num_classes=4, long_side=256)
+  jpegs.write_jpeg_folder(str(tmp_path), 48, num_classes=4, long_side=256)
   config = config_defaults.get_base_config()
   config.dataset.name = 'image_folder'
   config.dataset.data_dir = str(tmp_path)

@@ -21,8 +21,8 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from livt_jax.bench import jpegs
 from livt_jax.data import augment
-from livt_jax.data import benchmark as data_benchmark
 from livt_jax.data import decode
 
 _LONG = flags.DEFINE_integer('long_side', 500, 'Long side of the generated JPEGs.')
@@ -107,7 +107,7 @@ def rate(fn, files, boxes, size: int, repeats: int) -> float:
 def main(argv):
   del argv
   with tempfile.TemporaryDirectory() as root:
-    paths = data_benchmark.write_jpeg_folder(root, _IMAGES.value, long_side=_LONG.value)
+    paths = jpegs.write_jpeg_folder(root, _IMAGES.value, long_side=_LONG.value)
     files = [open(p, 'rb').read() for p in paths]  # pylint: disable=consider-using-with
   boxes = crop_boxes(files)
   size = _SIZE.value

@@ -1,0 +1,201 @@
+"""Input pipelines side by side, one run: ours (grain) vs a torch DataLoader (torchvision + timm).
+
+  .venv-bench/bin/python -m livt_jax.bench.loaders [--workers=1,2 --batch_size=128 \
+      --num_batches=8 --images=2048 --long_side=500 --image_size=224]
+
+Both read the same generated folder of photo-like JPEGs (ImageNet's sizes and file sizes) and
+make the training batches of MGP (RandomResizedCrop + flip) and BFT (+ RandAugment
+rand-m9-mstd0.5-inc1, random erasing 0.25), S x S, with the same number of worker processes.
+Rows:
+  livt_jax      our pipeline: uint8 out, per-image erasing box + seed (normalise and erase run
+                on the accelerator); one reader thread per worker.
+  torch_uint8   DataLoader, torchvision RandomResizedCrop/flip + timm RandAugment, PILToTensor:
+                the same uint8 output (erasing cannot run on uint8: left out, as in ours).
+  torch_float   the same + ToTensor, Normalize and timm RandomErasing (pixel mode): float32
+                out, the transform MAE/LiVT's code runs on the host.
+img/s is wall-clock; img/CPU-s counts the CPU seconds of the main process and its workers in
+the timed window (the rate per core, mostly immune to other processes' load, which is
+printed). The torch side needs the benchmark venv (requirements-benchmark.txt); without torch
+only the livt_jax rows run.
+"""
+import dataclasses
+import functools
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Iterator, Optional
+
+from absl import app
+from absl import flags
+
+from livt_jax.bench import jpegs
+from livt_jax.bench import measure
+
+_WORKERS = flags.DEFINE_list('workers', ['1', '2'], 'Worker process counts to measure.')
+_BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per batch.')
+_BATCHES = flags.DEFINE_integer('num_batches', 8, 'Timed batches per row.')
+_IMAGES = flags.DEFINE_integer('images', 2048, 'JPEGs in the folder (>= warm-up + timed).')
+_LONG = flags.DEFINE_integer('long_side', 500, 'Long side of the JPEGs (ImageNet 500).')
+_SIZE = flags.DEFINE_integer('image_size', 224, 'Output side S.')
+_STAGES = flags.DEFINE_list('stages', ['mgp', 'bft'], 'Augmentations to measure.')
+
+PIPELINES = ('livt_jax', 'torch_uint8', 'torch_float')
+
+
+@dataclasses.dataclass
+class Result:
+  pipeline: str
+  stage: str
+  workers: int
+  images_per_s: float
+  images_per_cpu_s: Optional[float]
+  others_load: Optional[float]  # share of all CPUs other processes used meanwhile
+
+
+def write_folder(root: str, num_images: int, long_side: int, unique: int = 96,
+                 num_classes: int = 10) -> None:
+  """root/train/<class>/*.jpg: `unique` generated JPEGs, copied up to num_images files.
+
+  Copies keep the set-up short (generating a photo-like JPEG takes ~50 ms); decoding a copy
+  costs what decoding the original does.
+  """
+  paths = jpegs.write_jpeg_folder(root, min(unique, num_images), num_classes,
+                                           long_side=long_side)
+  for i in range(len(paths), num_images):
+    target = os.path.join(root, 'train', f'class_{i % num_classes:02d}', f'{i:05d}.jpg')
+    shutil.copyfile(paths[i % len(paths)], target)
+
+
+def cpu_seconds() -> Optional[float]:
+  """User + system CPU seconds of this process and its live descendants (None without psutil)."""
+  try:
+    import psutil  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  me = psutil.Process()
+  total = 0.0
+  for proc in [me] + me.children(recursive=True):
+    try:
+      times = proc.cpu_times()
+    except psutil.Error:  # a worker that just exited
+      continue
+    total += times.user + times.system
+  return total
+
+
+def _system_busy() -> Optional[float]:
+  sample = measure._cpu_sample()  # pylint: disable=protected-access
+  return None if sample is None else sample[0]
+
+
+def time_batches(batches: Iterator, batch_size: int, warmup: int, timed: int) -> tuple:
+  """(images/s, images per CPU second or None, other processes' CPU share or None)."""
+  for _ in range(warmup):
+    next(batches)
+  busy0, cpu0, t0 = _system_busy(), cpu_seconds(), time.perf_counter()
+  for _ in range(timed):
+    next(batches)
+  wall = time.perf_counter() - t0
+  busy1, cpu1 = _system_busy(), cpu_seconds()
+  images = timed * batch_size
+  per_cpu = None if cpu0 is None or cpu1 <= cpu0 else images / (cpu1 - cpu0)
+  others = None
+  if busy0 is not None and cpu0 is not None:
+    others = max(0.0, ((busy1 - busy0) - (cpu1 - cpu0)) / (wall * (os.cpu_count() or 1)))
+  return images / wall, per_cpu, others
+
+
+def livt_batches(root: str, stage: str, image_size: int, batch_size: int,
+                 workers: int) -> tuple[Iterator, Callable[[], None]]:
+  """Our training iterator over root's image folder, and a function that stops it."""
+  from livt_jax import config_defaults  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
+  config = config_defaults.get_base_config()
+  config.dataset.name = 'image_folder'
+  config.dataset.data_dir = root
+  source = sources.load_source(config.dataset, 'train')
+  stage_config = config[stage]
+  stage_config.image_size = image_size
+  # One reader thread per worker process, as a torch DataLoader worker runs one transform at
+  # a time; workers=0 would decode in this process's thread.
+  it = pipeline.train_iterator(source, stage=stage, stage_config=stage_config,
+                               dataset_info=source.info, global_batch_size=batch_size,
+                               seed=0, read_threads=1, prefetch_buffer=2, workers=workers)
+  return it, it.close
+
+
+def format_table(results: list[Result]) -> str:
+  """Markdown: one row per (pipeline, stage), columns per worker count, and the 1 -> 2 scaling
+  and our per-CPU-second ratio to each torch row."""
+  workers = sorted({r.workers for r in results})
+  by_key = {(r.pipeline, r.stage, r.workers): r for r in results}
+  head = ['stage', 'pipeline'] + [f'{w}w img/s (img/CPU-s)' for w in workers]
+  if 1 in workers and 2 in workers:
+    head.append('1->2 w')
+  head.append('ours / it, per CPU-s')
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for stage in dict.fromkeys(r.stage for r in results):
+    for name in PIPELINES:
+      row = [by_key.get((name, stage, w)) for w in workers]
+      if not any(row):
+        continue
+      cells = [stage, name]
+      for r in row:
+        per_cpu = '-' if r is None or r.images_per_cpu_s is None else f'{r.images_per_cpu_s:.0f}'
+        cells.append('-' if r is None else f'{r.images_per_s:.0f} ({per_cpu})')
+      if 1 in workers and 2 in workers:
+        one, two = by_key.get((name, stage, 1)), by_key.get((name, stage, 2))
+        cells.append(f'{two.images_per_s / one.images_per_s:.2f}x' if one and two else '-')
+      cells.append(_ratio(by_key, stage, name, workers))
+      lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def _ratio(by_key, stage, name, workers) -> str:
+  if name == 'livt_jax':
+    return '-'
+  ratios = []
+  for w in workers:
+    ours, theirs = by_key.get(('livt_jax', stage, w)), by_key.get((name, stage, w))
+    if ours and theirs and ours.images_per_cpu_s and theirs.images_per_cpu_s:
+      ratios.append(f'{ours.images_per_cpu_s / theirs.images_per_cpu_s:.2f}x')
+  return ' / '.join(ratios) or '-'
+
+
+def main(argv):
+  del argv
+  try:
+    from livt_jax.bench import loaders_torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    loaders_torch = None
+    print(f'torch rows skipped: {e} (use the benchmark venv, requirements-benchmark.txt)')
+  workers = [int(w) for w in _WORKERS.value]
+  batch, timed = _BATCH.value, _BATCHES.value
+  results = []
+  with tempfile.TemporaryDirectory() as root:
+    write_folder(root, _IMAGES.value, _LONG.value)
+    print(f'{_IMAGES.value} JPEGs, long side {_LONG.value}, output {_SIZE.value} px, batch '
+          f'{batch}, {timed} timed batches; usable CPUs {measure.usable_cpus()}, load average '
+          f'{os.getloadavg()[0]:.2f} at start')
+    for stage in _STAGES.value:
+      for w in workers:
+        makers = {'livt_jax': livt_batches}
+        if loaders_torch is not None:
+          makers['torch_uint8'] = functools.partial(loaders_torch.torch_batches, uint8=True)
+          makers['torch_float'] = functools.partial(loaders_torch.torch_batches, uint8=False)
+        for name, make in makers.items():
+          batches, close = make(root, stage, _SIZE.value, batch, w)
+          rate, per_cpu, others = time_batches(batches, batch, warmup=2 + 2 * w, timed=timed)
+          close()
+          results.append(Result(name, stage, w, rate, per_cpu, others))
+          load = '-' if others is None else f'{others:.0%}'
+          print(f'  {stage} {name:11s} workers={w}: {rate:6.0f} img/s, '
+                f'{per_cpu or float("nan"):6.0f} img/CPU-s (others kept {load} of the CPUs busy)',
+                flush=True)
+  print(format_table(results))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,49 @@
+"""The torch-free parts of the side-by-side loader benchmark (`livt_jax.bench.loaders`)."""
+import os
+
+import numpy as np
+
+from livt_jax.bench import loaders
+
+
+def test_folder_of_copies_and_our_batches(tmp_path):
+  loaders.write_folder(str(tmp_path), 30, long_side=64, unique=7, num_classes=3)
+  files = sorted(os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'train') for f in fs)
+  assert len(files) == 30
+  assert len({open(f, 'rb').read() for f in files}) == 7  # pylint: disable=consider-using-with
+  batches, stop = loaders.livt_batches(str(tmp_path), 'bft', image_size=16, batch_size=8,
+                                       workers=0)
+  batch = next(batches)
+  stop()
+  assert batch['image'].shape == (8, 16, 16, 3) and batch['image'].dtype == np.uint8
+  assert set(batch) == {'image', 'label', 'erase_box', 'erase_seed'}
+
+
+def test_time_batches_counts_warmup_apart_and_cpu_of_the_work():
+  taken = []
+
+  def batches():
+    while True:
+      np.linalg.svd(np.ones((160, 160)) + len(taken))  # some CPU work per batch
+      taken.append(1)
+      yield len(taken)
+
+  rate, per_cpu, others = loaders.time_batches(batches(), batch_size=4, warmup=3, timed=5)
+  assert len(taken) == 8
+  assert rate > 0 and per_cpu is not None and per_cpu > 0
+  assert others is not None and others >= 0
+
+
+def test_table_has_scaling_and_per_cpu_ratios():
+  results = [
+      loaders.Result('livt_jax', 'bft', 1, 100.0, 200.0, 0.1),
+      loaders.Result('livt_jax', 'bft', 2, 190.0, 190.0, 0.1),
+      loaders.Result('torch_uint8', 'bft', 1, 50.0, 100.0, 0.1),
+      loaders.Result('torch_uint8', 'bft', 2, 80.0, 95.0, 0.1),
+  ]
+  lines = loaders.format_table(results).splitlines()
+  assert lines[0] == ('| stage | pipeline | 1w img/s (img/CPU-s) | 2w img/s (img/CPU-s) | '
+                      '1->2 w | ours / it, per CPU-s |')
+  assert lines[2] == '| bft | livt_jax | 100 (200) | 190 (190) | 1.90x | - |'
+  assert lines[3] == '| bft | torch_uint8 | 50 (100) | 80 (95) | 1.60x | 2.00x / 2.00x |'
+  assert len(lines) == 4  # no torch_float rows measured, none printed
