@@ -20,3 +20,13 @@ if [ "${LIVT_SKIP_LIBTPU:-0}" != 1 ] && [ ! -d ".libtpu/libtpu-$LIBTPU_VERSION.d
   rm -rf .libtpu
   .venv/bin/python -m pip install -q --target .libtpu -r requirements-tpu-aot.txt
 fi
+# torch + timm (requirements-benchmark.txt) in .venv-torch, apart from .venv (the run never
+# imports torch: livt_jax.interop reads and writes .pth/.safetensors itself): the PyTorch
+# reference side of tests/test_interop_torch.py, which runs it as a subprocess. The regular
+# PyPI builds, ~5.5 GB, ~1 min here. LIVT_SKIP_TORCH=1 skips it (those tests then fail).
+TORCH_PINS=$(sha1sum requirements-benchmark.txt | cut -c1-12)
+if [ "${LIVT_SKIP_TORCH:-0}" != 1 ] && [ "$(cat .venv-torch/.livt-pins 2>/dev/null)" != "$TORCH_PINS" ]; then
+  [ -x .venv-torch/bin/python ] || "$PY" -m venv .venv-torch
+  .venv-torch/bin/python -m pip install -q -r requirements-benchmark.txt
+  echo "$TORCH_PINS" > .venv-torch/.livt-pins
+fi

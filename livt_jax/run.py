@@ -15,6 +15,7 @@ from livt_jax import train
 from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources
+from livt_jax.interop import stages as torch_checkpoints
 
 SCRATCH = validate.INIT_FROM_SCRATCH  # bft.init_from value for a randomly initialised encoder
 
@@ -24,7 +25,8 @@ _say = train.say
 def _encoder_source(config, stages, workdir, build):
   """Where BFT's encoder comes from when it starts fresh: (description, loader or None).
 
-  In order: MGP of this run; bft.init_from (a checkpoint dir, or 'scratch'); a MGP checkpoint
+  In order: MGP of this run; bft.init_from (a checkpoint dir, a PyTorch .pth/.safetensors
+  file of an MAE/LiVT/timm encoder, or 'scratch'); a MGP checkpoint
   already in this workdir. With none of them BFT does not start (ConfigError): fine-tuning a
   random encoder has to be asked for.
   """
@@ -33,6 +35,9 @@ def _encoder_source(config, stages, workdir, build):
     where = workdir / 'mgp' / 'checkpoints'
   elif init_from == SCRATCH:
     return 'random initialisation (bft.init_from=scratch)', None
+  elif init_from and torch_checkpoints.is_torch_file(init_from):
+    return (f'PyTorch checkpoint {init_from}',
+            lambda: torch_checkpoints.encoder_loader(build('bft'), init_from)())
   elif init_from:
     where = paths.resolve(init_from)
   else:
@@ -58,6 +63,7 @@ def run(config, workdir) -> dict | None:
   """Runs every stage of `config.stages`; returns the evaluation result if evaluated."""
   jax.config.update('jax_threefry_partitionable', True)  # masks independent of the sharding
   stages = validate.parse_stages(config)
+  torch_checkpoints.adapt_config(config, stages, _say)  # before config.json and any model
   workdir = paths.resolve(workdir)
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +136,13 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
     checkpoint = paths.resolve(config.evaluate.checkpoint)
     choice = f'checkpoint {checkpoint}'
   # The state just trained is in memory; a finished or separate run's is read back.
-  params = (bft_state.params if bft_state is not None
-            else train.load_params(config, bft, checkpoint))
+  from_torch = not trained_here and torch_checkpoints.is_torch_file(config.evaluate.checkpoint)
+  if bft_state is not None:
+    params = bft_state.params
+  elif from_torch:  # an official LiVT / timm fine-tuned ViT
+    params = torch_checkpoints.classifier_params(bft, config.evaluate.checkpoint)
+  else:
+    params = train.load_params(config, bft, checkpoint)
   test_source = sources.load_source(config.dataset, 'test')
   _say(f'evaluate: {len(test_source)} test images, {choice}')
 
@@ -145,7 +156,7 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
   del params
   selected = evaluators.selection(config)
   best = None
-  if selected is not None:
+  if selected is not None and not from_torch:
     name, metric = selected
     best = evaluators.restore_best(checkpoint.parent / 'best', metric, bft.abstract_state.params)
   if best is not None:

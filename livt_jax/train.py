@@ -83,7 +83,15 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
     mgp_encoder = {k: v for k, v in params_sharding['encoder'].items() if k != 'pos_embedding'}
     from_encoder = jax.jit(init, out_shardings=state_sharding, in_shardings=(
         sharding.replicated(mesh), mgp_encoder))
-  init_jit = lambda rng, enc: fresh(rng) if enc is None else from_encoder(rng, enc)
+    # A PyTorch encoder with a trained position table (livt_jax/interop) brings it along.
+    with_table = jax.jit(init, out_shardings=state_sharding, in_shardings=(
+        sharding.replicated(mesh), params_sharding['encoder']))
+
+  def init_jit(rng, enc):
+    if enc is None:
+      return fresh(rng)
+    return (with_table if 'pos_embedding' in enc else from_encoder)(rng, enc)
+
   return Stage(name, model, tx, schedule, p, image_shape, params_sharding, state_sharding,
                checkpointing.abstract_with_shardings(abstract, state_sharding), init_jit)
 

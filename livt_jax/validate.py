@@ -14,6 +14,8 @@ LOSSES = losses.LOSSES
 BIAS_FORMS = ('paper', 'official')
 PRECISIONS = ('auto', 'float32', 'bfloat16')
 POSEMBS = ('fixed', 'learned')
+# PyTorch state-dict files that bft.init_from / evaluate.checkpoint also take (interop).
+TORCH_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.pth.tar', '.ckpt')
 INIT_FROM_SCRATCH = 'scratch'  # bft.init_from value for a randomly initialised encoder (run.py)
 
 
@@ -184,6 +186,10 @@ def _is_dir(field, path) -> bool:
 
 
 def _check_checkpoint_dir(field, path, what_to_do):
+  if str(path).lower().endswith(TORCH_SUFFIXES):  # a PyTorch file (livt_jax/interop)
+    if not paths.is_file(path):
+      _fail(field, path, 'no such PyTorch checkpoint file')
+    return
   if not _is_dir(field, path):
     _fail(field, path, f'no such checkpoint directory; {what_to_do}')
 

@@ -23,6 +23,7 @@ import ml_dtypes
 import numpy as np
 
 from livt_jax import paths
+from livt_jax import validate
 
 # torch storage class name -> numpy dtype (bfloat16 via ml_dtypes, a jax dependency).
 _STORAGE_DTYPES = {
@@ -36,7 +37,7 @@ _SAFETENSORS_DTYPES = {
     'I64': np.int64, 'I32': np.int32, 'I16': np.int16, 'I8': np.int8, 'U8': np.uint8,
     'BOOL': np.bool_,
 }
-SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.pth.tar', '.ckpt')
+SUFFIXES = validate.TORCH_SUFFIXES
 
 
 class TorchFileError(ValueError):

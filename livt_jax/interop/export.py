@@ -1,0 +1,97 @@
+"""Exports a livt_jax run's checkpoint as a PyTorch state dict (timm / MAE load it strictly).
+
+    python -m livt_jax.interop.export --workdir runs/x --out vit.safetensors          # BFT
+    python -m livt_jax.interop.export --workdir runs/x --stage mgp --out mae.pth       # MGP
+
+The model comes from WORKDIR/config.json (the run's resolved config), the parameters from the
+stage's latest checkpoint (or --step). BFT gives a timm VisionTransformer state dict; the
+arguments to build it are printed (and stored in a .safetensors file's metadata):
+
+    model = timm.models.vision_transformer.VisionTransformer(**kwargs)
+    timm.models.load_checkpoint(model, 'vit.safetensors', strict=True)
+
+MGP gives a facebookresearch/mae MaskedAutoencoderViT state dict. torch is not needed.
+"""
+import json
+import sys
+
+from absl import app
+from absl import flags
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from livt_jax import paths
+from livt_jax.data import registry
+from livt_jax.interop import torch_export
+from livt_jax.interop import torch_save
+from livt_jax.models import factory
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'the run directory (holds config.json)')
+_STAGE = flags.DEFINE_enum('stage', 'bft', ['bft', 'mgp'], 'which stage to export')
+_STEP = flags.DEFINE_integer('step', None, 'checkpoint step (default: the latest)')
+_OUT = flags.DEFINE_string('out', None, 'output file: .pth (torch.save) or .safetensors')
+
+
+def read_params(checkpoint_dir, step=None) -> dict:
+  """The parameters of a stage checkpoint as host NumPy arrays (no model or mesh needed)."""
+  mngr = ocp.CheckpointManager(paths.native(paths.resolve(checkpoint_dir)),
+                               item_names=('state', 'data'))
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {checkpoint_dir}')
+  state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))['state']
+  mngr.close()
+  return {'step': step, 'params': _to_numpy(state['params'])}
+
+
+def _to_numpy(tree):
+  if isinstance(tree, dict):
+    return {k: _to_numpy(v) for k, v in tree.items()}
+  return np.asarray(tree)
+
+
+def export(workdir, stage: str, out: str, step=None) -> dict:
+  """Writes `out`; returns {'step', 'keys', 'timm_kwargs' (BFT only)}."""
+  config = ml_collections.ConfigDict(json.loads((paths.resolve(workdir) / 'config.json')
+                                                .read_text()))
+  loaded = read_params(paths.resolve(workdir) / stage / 'checkpoints', step)
+  params = loaded['params']
+  info = registry.get_info(config.dataset.name)
+  size = config[stage].image_size
+  image_shape = (size, size, info.num_channels)
+  kwargs = None
+  if stage == 'bft':
+    model = factory.build_vit(config, num_classes=int(params['head']['kernel'].shape[-1]))
+    sd = torch_export.classifier_state_dict(params, model, image_shape)
+    kwargs = torch_export.timm_kwargs(model, image_shape)
+  else:
+    model = factory.build_mae(config)
+    sd = torch_export.mae_state_dict(params, model, image_shape)
+  if out.lower().endswith('.safetensors'):
+    meta = {'format': 'pt', 'livt_stage': stage, 'livt_step': str(loaded['step'])}
+    if kwargs:
+      meta['timm_kwargs'] = json.dumps(kwargs)
+    torch_save.save_safetensors(out, sd, meta)
+  else:
+    torch_save.save_pth(out, sd)
+  return {'step': loaded['step'], 'keys': len(sd), 'timm_kwargs': kwargs}
+
+
+def main(argv):
+  del argv
+  if not _WORKDIR.value or not _OUT.value:
+    print('usage: python -m livt_jax.interop.export --workdir=RUN --out=FILE.safetensors|.pth '
+          '[--stage=bft|mgp] [--step=N]', file=sys.stderr)
+    return 2
+  result = export(_WORKDIR.value, _STAGE.value, _OUT.value, _STEP.value)
+  print(f'livt_jax: wrote {_OUT.value}: {result["keys"]} tensors of the {_STAGE.value} '
+        f'checkpoint at step {result["step"]}')
+  if result['timm_kwargs']:
+    print('timm: model = timm.models.vision_transformer.VisionTransformer('
+          + ', '.join(f'{k}={v!r}' for k, v in result['timm_kwargs'].items()) + ')')
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))
