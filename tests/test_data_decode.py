@@ -1,5 +1,6 @@
 """Reduced-scale JPEG decoding for random-resized crops (`decode.py`): the same random draws,
 close to the full decode, exact where no reduction applies, identical for any worker count."""
+import dataclasses
 import io
 
 import numpy as np
@@ -105,3 +106,35 @@ def test_pipeline_decodes_reduced_same_batches_for_any_worker_count(tmp_path):
     assert diff.mean() < 5.0
     differs += int(np.any(diff > 0))
   assert differs > 0  # the reduced decode was used
+
+
+def test_tfds_records_reach_the_crop_encoded(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import registry  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import source_base  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
+  images = [jpegs.natural_image(np.random.default_rng(i), 320, 240) for i in range(3)]
+  features = tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+      'label': tfds.features.ClassLabel(num_classes=2)})
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name='livt_jpegs', version='1.0.0', features=features,
+      split_datasets={'train': [(str(i), {'image': im, 'label': i % 2})
+                                for i, im in enumerate(images)]},
+      data_dir=str(tmp_path), file_format='array_record')
+  builder = tfds.builder_from_directory(str(tmp_path / 'livt_jpegs' / '1.0.0'))
+  base = builder.as_data_source(split='train')
+  info = dataclasses.replace(registry.get_info('image_folder'), num_classes=2)
+  source = source_base.RecordSource(base, np.array([2, 0]), info=info, split='train',
+                                    labels=np.array([0, 0]), class_names=['a', 'b'],
+                                    origin='fake')
+  record = source.record_for_crop(0)
+  assert isinstance(record['image'], decode.EncodedImage)
+  assert record['image'].size == (320, 240) and record['label'] == 0
+  # The same pixels as TFDS's own decoding (both PIL here), and as the record read whole.
+  np.testing.assert_array_equal(record['image'].decode(), source[0]['image'])
+  cfg = augment.TrainAugment(image_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+  for seed in range(6):
+    got = augment.train_transform(record['image'], np.random.default_rng(seed), cfg)
+    expected = augment.train_transform(source[0]['image'], np.random.default_rng(seed), cfg)
+    assert np.abs(got.astype(np.int16) - expected).mean() < 5.0

@@ -4,6 +4,7 @@ A source is a grain random-access data source (`__len__`, `__getitem__`) whose r
 `{'image': uint8 [H, W, C], 'label': int}`. Labels live in memory as an array, so class
 counts and LT bookkeeping never have to decode an image.
 """
+import copy
 from typing import Optional, Sequence
 
 import numpy as np
@@ -98,6 +99,36 @@ class RecordSource(Source):
   def _image(self, index: int) -> np.ndarray:
     image = np.asarray(self.base[int(self.record_indices[index])]['image'])
     return image[..., None] if image.ndim == 2 else image
+
+  def record_for_crop(self, index: int) -> dict:
+    """The record with its image still encoded where the base is a TFDS source of RGB
+    `tfds.features.Image`s (JPEG / PNG bytes, decoded by the training crop: JPEG at reduced
+    scale); else the decoded record."""
+    if not hasattr(self, '_encoded'):  # computed once (a race only computes it twice)
+      self._encoded = _encoded_twin(self.base)
+    encoded = self._encoded
+    if encoded is None:
+      return self[index]
+    index = int(index)
+    record = int(self.record_indices[index])
+    return {'image': decode.EncodedImage(encoded[record]['image'],
+                                         name=f'record {record} of {self.origin}',
+                                         dataset=self.info.name),
+            'label': int(self.labels[index])}
+
+
+def _encoded_twin(base):
+  """A TFDS data source's copy that returns the encoded bytes of its 3-channel 'image'
+  feature (tfds SkipDecoding), reading the same files; None for anything else."""
+  twin = None
+  info = getattr(base, 'dataset_info', None)
+  if getattr(base, 'decoders', ()) is None and info is not None:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    feature = info.features['image'] if 'image' in info.features else None
+    if isinstance(feature, tfds.features.Image) and feature.shape[-1] == 3:
+      twin = copy.copy(base)
+      twin.decoders = {'image': tfds.decode.SkipDecoding()}
+  return twin
 
 
 class FileSource(Source):
