@@ -135,6 +135,7 @@ class EvalHook:
     self.best = (best_manager(paths.resolve(workdir).joinpath(*BEST_DIR),
                               self.selector.select_best) if self.selector else None)
     # Kept in memory: orbax writes a step's metrics only when its async save finishes.
+    self.last = {}  # evaluator name -> its metrics at the latest evaluation
     kept = best_so_far(self.best) if self.best else None
     self.best_value = kept[1][self.selector.select_best] if kept else None
 
@@ -144,6 +145,7 @@ class EvalHook:
         continue
       result = ev.run_metrics(params)
       scalars = {k: result[k] for k in SCALARS if result[k] is not None}
+      self.last[ev.name] = {'step': step, **scalars}
       self.writers[ev.name].write_scalars(step, scalars)
       epoch = step / self.steps_per_epoch
       self.say(f'{ev.name} @ epoch {epoch:.2f}: ' + ' | '.join(

@@ -106,7 +106,7 @@ def run(config, workdir) -> dict | None:
     _say(f'mgp: done, checkpoints in {workdir / "mgp" / "checkpoints"}; reconstructions in '
          f'{figure}')
 
-  bft, bft_state = None, None
+  bft, bft_state, evals_at_end = None, None, {}
   if 'bft' in stages:
     bft = build('bft')
     description, init_encoder = encoder
@@ -119,16 +119,22 @@ def run(config, workdir) -> dict | None:
     bft_state = train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
                             init_encoder=init_encoder, after_step=hook)
     hook.close()
+    evals_at_end = hook.last
     _say(f'bft: done, checkpoints in {workdir / "bft" / "checkpoints"}')
 
   if 'evaluate' not in stages:
     return None
   return _evaluate(config, workdir, bft or build('bft'), bft_state, 'bft' in stages, info, mesh,
-                   counts)
+                   counts, evals_at_end)
 
 
-def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, counts) -> dict:
-  """Test metrics of the final BFT model and of the best-on-validation one, and the report."""
+def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, counts,
+              evals_at_end) -> dict:
+  """Test metrics of the final BFT model and of the best-on-validation one, and the report.
+
+  `evals_at_end`: the evaluators' metrics of the final model (when BFT ran here), kept in the
+  report as `evals` so sweeps can compare runs on validation.
+  """
   if trained_here:
     checkpoint = workdir / 'bft' / 'checkpoints'
     choice = 'final BFT model'
@@ -153,6 +159,7 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
     return r
 
   result = test_metrics(params, choice)
+  result['evals'] = evals_at_end
   del params
   selected = evaluators.selection(config)
   best = None

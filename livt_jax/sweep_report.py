@@ -43,6 +43,9 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
           reports.append(json.load(f))
     row = {'point': point, 'seeds': len(reports), 'planned': len(runs),
            'failed': [r['workdir'] for r in runs if r['workdir'] in failed]}
+    vals = [rep['evals']['val']['top1'] for rep in reports
+            if rep.get('evals', {}).get('val', {}).get('top1') is not None]
+    row['val_top1'] = _stats(vals) if vals and len(vals) == len(reports) else None
     for m in METRICS:
       finals = [rep[m] for rep in reports if rep.get(m) is not None]
       bests = [rep['best_on_val'][m] for rep in reports
@@ -56,17 +59,19 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
 def markdown(axes, rows) -> str:
   keys = [k for k, _ in axes] or ['run']
   best = [f'best-on-val {h}' for h in ('top-1', 'Few', 'ECE')]
-  lines = ['| ' + ' | '.join([*keys, 'seeds', *HEADERS, *best]) + ' |',
-           '|' + '---|' * (len(keys) + 1 + len(HEADERS) + len(best))]
+  lines = ['| ' + ' | '.join([*keys, 'seeds', 'val top-1', *HEADERS, *best]) + ' |',
+           '|' + '---|' * (len(keys) + 2 + len(HEADERS) + len(best))]
   for row in rows:
     point = [str(row['point'].get(k, 'base')) for k in keys]
     seeds = f'{row["seeds"]}/{row["planned"]}'
-    lines.append('| ' + ' | '.join([*point, seeds, *[_cell(row[m]) for m in METRICS],
+    lines.append('| ' + ' | '.join([*point, seeds, _cell(row.get('val_top1')),
+                                    *[_cell(row[m]) for m in METRICS],
                                     *[_cell(row['best_' + m]) for m in ('top1', 'few', 'ece')]])
                  + ' |')
   lines.append('')
-  lines.append('Mean ± sample std over seeds (%), test split; best-on-val = the checkpoint '
-               'with the best validation top-1 (never chosen on test).')
+  lines.append('Mean ± sample std over seeds (%). val top-1: the final model on the validation '
+               'split (compare runs on this); the other columns: test split. best-on-val = the '
+               'checkpoint with the best validation top-1 (never chosen on test).')
   failed = [w for row in rows for w in row['failed']]
   if failed:
     lines.append(f'Failed runs (left out): {", ".join(failed)}')

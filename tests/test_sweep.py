@@ -42,6 +42,7 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(tmp_path):
   for run in finetune:
     r = {m: float(rng.uniform()) for m in sweep_report.METRICS}
     r['best_on_val'] = {m: float(rng.uniform()) for m in sweep_report.METRICS}
+    r['evals'] = {'val': {'top1': float(rng.uniform())}}
     os.makedirs(os.path.join(run['workdir'], 'report'))
     with open(os.path.join(run['workdir'], 'report', 'report.json'), 'w') as f:
       json.dump(r, f)
@@ -54,6 +55,8 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(tmp_path):
       np.testing.assert_allclose(row[m], (x.mean(), x.std(ddof=1)))
       y = 100 * np.array([r['best_on_val'][m] for r in reps])
       np.testing.assert_allclose(row['best_' + m], (y.mean(), y.std(ddof=1)))
+    v = 100 * np.array([r['evals']['val']['top1'] for r in reps])
+    np.testing.assert_allclose(row['val_top1'], (v.mean(), v.std(ddof=1)))
   md = sweep_report.markdown(axes, rows)
   assert md.count('| 3/3 |') == 2
   assert sweep_report.plot(axes, rows, tmp_path / 'p.png') and (tmp_path / 'p.png').exists()
@@ -73,6 +76,7 @@ def test_sweep_runs_shares_mgp_and_skips_finished_runs_on_rerun(tmp_path):
   for name in ('bft.loss=ce', 'bft.loss=bal_bce'):
     report = json.loads((root / 'seed_0' / name / 'report' / 'report.json').read_text())
     assert report['num_examples'] == 10000 and 'best_on_val' in report
+    assert report['evals']['val']['step'] == 2  # the final model on val
   table = (root / 'sweep.md').read_text()
   assert '| ce | 1/1 |' in table and '| bal_bce | 1/1 |' in table
   assert (root / 'sweep.png').exists()
