@@ -43,7 +43,19 @@ def test_table_has_scaling_and_per_cpu_ratios():
   ]
   lines = loaders.format_table(results).splitlines()
   assert lines[0] == ('| stage | pipeline | 1w img/s (img/CPU-s) | 2w img/s (img/CPU-s) | '
-                      '1->2 w | ours / it, per CPU-s |')
-  assert lines[2] == '| bft | livt_jax | 100 (200) | 190 (190) | 1.90x | - |'
-  assert lines[3] == '| bft | torch_uint8 | 50 (100) | 80 (95) | 1.60x | 2.00x / 2.00x |'
+                      '1->2 w wall (CPU-normalised) | ours / it, per CPU-s |')
+  assert lines[2] == '| bft | livt_jax | 100 (200) | 190 (190) | 1.90x (1.90x) | - |'
+  assert lines[3] == '| bft | torch_uint8 | 50 (100) | 80 (95) | 1.60x (1.90x) | 2.00x / 2.00x |'
   assert len(lines) == 4  # no torch_float rows measured, none printed
+
+
+def test_best_of_rounds_keeps_each_rows_best_rates():
+  rounds = [loaders.Result('livt_jax', 'mgp', 1, 100.0, 150.0, 0.5),
+            loaders.Result('livt_jax', 'mgp', 1, 90.0, 160.0, 0.2),
+            loaders.Result('livt_jax', 'mgp', 2, 170.0, None, None)]
+  best = {(r.pipeline, r.stage, r.workers): r for r in loaders.best_of(rounds)}
+  assert len(best) == 2
+  one = best[('livt_jax', 'mgp', 1)]
+  assert (one.images_per_s, one.images_per_cpu_s, one.others_load) == (100.0, 160.0, 0.2)
+  assert best[('livt_jax', 'mgp', 2)].images_per_cpu_s is None
+  assert rounds[0].images_per_cpu_s == 150.0  # inputs unchanged
