@@ -116,9 +116,11 @@ def run(config, workdir) -> dict | None:
     hook = evaluators.EvalHook(
         evaluators.build(config, bft.model, bft.params_sharding, info, mesh, counts, _say),
         workdir, bft.plan.steps_per_epoch, bft.plan.run_steps, _say)
-    bft_state = train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
-                            init_encoder=init_encoder, after_step=hook)
-    hook.close()
+    try:
+      bft_state = train.train(config, bft, loss_fn, train_source, info, mesh, workdir,
+                              init_encoder=init_encoder, after_step=hook)
+    finally:  # also on preemption: a best-on-val save in flight completes
+      hook.close()
     evals_at_end = hook.last
     _say(f'bft: done, checkpoints in {workdir / "bft" / "checkpoints"}')
 
