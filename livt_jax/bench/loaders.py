@@ -200,6 +200,10 @@ def main(argv):
     print(f'torch rows skipped: {e} (use the benchmark venv, requirements-benchmark.txt)')
   workers = [int(w) for w in _WORKERS.value]
   batch, timed = _BATCH.value, _BATCHES.value
+  needed = (2 + 2 * max(workers) + timed) * batch  # warm-up + timed within one torch epoch
+  if _IMAGES.value < needed:
+    raise app.UsageError(f'--images={_IMAGES.value} is less than the {needed} images the '
+                         'warm-up and timed batches take from one epoch: raise it')
   results = []
   with tempfile.TemporaryDirectory() as root:
     write_folder(root, _IMAGES.value, _LONG.value)
