@@ -8,8 +8,9 @@ S x S uint8 crop (decode, then PIL bicubic crop+resize, as `augment.train_transf
   pil_draft    PIL at the scale the crop allows (1/2, 1/4, 1/8: `decode.EncodedImage`, ours)
   simplejpeg   simplejpeg.decode_jpeg with min_width/min_height (libjpeg-turbo's n/8 scales)
   turbojpeg    PyTurboJPEG decode at the smallest libjpeg-turbo scale that keeps the crop >= S
-The last two run only where installed (`pip install simplejpeg PyTurboJPEG`; PyTurboJPEG also
-needs the libturbojpeg shared library, Debian's `libturbojpeg0`). Single thread, img/s.
+The last two run only where installed (`pip install simplejpeg "PyTurboJPEG<2"`; PyTurboJPEG
+also needs the libturbojpeg shared library, Debian's `libturbojpeg0`, which is libjpeg-turbo
+2.1 on Debian 12: PyTurboJPEG 2.x refuses anything below 3.0). Single thread, img/s.
 """
 import io
 import math
@@ -113,8 +114,9 @@ def main(argv):
   size = _SIZE.value
   reference = [pil_full(d, b, size) for d, b in zip(files, boxes)]
   reduced = sum(decode.reduction(b, size) > 1 for b in boxes)
-  print(f'{len(files)} JPEGs, long side {_LONG.value}, mean {np.mean([len(f) for f in files]) / 1e3:.0f} KB; '
-        f'crop -> {size} px; {reduced} of {len(boxes)} crops allow a reduced PIL decode')
+  kilobytes = np.mean([len(f) for f in files]) / 1e3
+  print(f'{len(files)} JPEGs, long side {_LONG.value}, mean {kilobytes:.0f} KB; crop -> {size} px;'
+        f' {reduced} of {len(boxes)} crops allow a reduced PIL decode')
   for name, fn in variants().items():
     if isinstance(fn, str):
       print(f'  {name:11s} {fn}')
