@@ -42,7 +42,6 @@ import jax
 
 from livt_jax import host_malloc
 from livt_jax import sharding
-from livt_jax.bench import jax_runner
 from livt_jax.bench import measure
 from livt_jax.bench import report
 from livt_jax.bench import torch_runner
@@ -92,6 +91,9 @@ def main(argv=None):
   if args.torch_child:  # before touching JAX's devices (on a GPU, JAX would claim its memory)
     torch_runner.serve_torch_child(args, stages)
     return []
+  # Imported here, not at the top: the engine's modules pull in TensorFlow (clu's metric
+  # writers), and timm's import of torchvision/triton segfaults in a process that holds it.
+  from livt_jax.bench import jax_runner  # pylint: disable=g-import-not-at-top
   load_before = ' '.join(f'{x:.2f}' for x in os.getloadavg())
   config = workload.make_config(args)
   mesh = sharding.make_mesh(config)
