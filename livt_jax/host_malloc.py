@@ -1,26 +1,36 @@
 """glibc malloc settings for CPU runs, applied by re-executing the process once at start-up.
 
-Why: XLA's CPU runtime allocates each executable's temporary buffer (0.66 GB for the ViT-Ti
-32-px BFT step at batch 128) afresh on every call, from a worker thread. glibc serves such a
-request from a secondary arena with a fresh `mmap`, and hands it back with `munmap` afterwards,
-so every step page-faults the whole buffer in again: measured here, 1.4 s of kernel time per
-2.6-3.4 s step. With one arena, no mmap and no trimming, the freed buffer stays in the heap and
-the next step reuses it (kernel time 0.03 s/step, ~25% more images/s).
+Why: XLA's CPU runtime allocates each executable's temporary buffer (1.8 GB for the ViT-Ti
+32-px BFT step at batch 128, 4.3 GB for the MAE step) afresh on every call. glibc serves a
+request that large with a fresh `mmap` and hands it back with `munmap`, so every step
+page-faults the whole buffer in again in 4 KiB pages: measured here (BFT step), ~480,000 faults
+and ~1.05 s of kernel time per step.
 
-These settings are glibc *tunables*: they are read once when the process starts, so they cannot
-be set from Python afterwards (mallopt caps the trim threshold at 2 GiB, too low here). The
-entry points call `reexec_if_useful()` first: on a CPU-only Linux/glibc host whose environment
-does not set malloc tunables already, it replaces the process (same PID, same arguments) by one
-with them. Accelerator hosts are left alone (their big buffers live on the device). Set
-`LIVT_MALLOC_TUNING=0` to opt out.
+The setting: `glibc.malloc.hugetlb=1` (glibc >= 2.35) makes malloc ask for transparent huge
+pages (madvise) on the memory it maps, so the same buffer arrives in 2 MiB pages: ~1,500 faults
+and ~0.26 s of kernel time per step (the kernel still zeroes the pages), the first step once
+~4 s more while the kernel assembles huge pages. Memory is unchanged: the buffer is returned
+after each step, the peak RSS is the step's live set.
+
+The earlier setting (one arena, no mmap, no trimming: the freed buffer stays in the heap for the
+next step) avoided the faults only on some steps and fragmented the single heap: a
+multi-gigabyte buffer rarely fitted the hole the previous one left, so the heap grew by one
+temporary buffer every other step (BFT: 3.2 -> 6.8 GB RSS in 5 steps; the side-by-side benchmark
+reached 17 GB and was killed). Do not bring it back.
+
+These are glibc *tunables*: read once when the process starts, so they cannot be set from
+Python afterwards. The entry points call `reexec_if_useful()` first: on a CPU-only Linux/glibc
+host whose environment does not set malloc tunables already, it replaces the process (same PID,
+same arguments) by one with them. Accelerator hosts are left alone (their big buffers live on
+the device). Set `LIVT_MALLOC_TUNING=0` to opt out. Where transparent huge pages are off
+(`/sys/kernel/mm/transparent_hugepage/enabled` = never) the tunable changes nothing.
 """
 import glob
 import os
 import platform
 import sys
 
-TUNABLES = ('glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:'
-            'glibc.malloc.trim_threshold=68719476736')
+TUNABLES = 'glibc.malloc.hugetlb=1'
 OPT_OUT = 'LIVT_MALLOC_TUNING'
 # What GLIBC_TUNABLES was before the re-exec ('' if unset), so child processes that should run
 # with the user's own allocator settings (the PyTorch side of the benchmark) can get them back.
