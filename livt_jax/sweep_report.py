@@ -94,8 +94,10 @@ def plot(axes, rows, path) -> bool:
                                ('few', 'Few', 'r-^')):
     got = [(x, r[metric]) for x, r in zip(xs, rows) if r[metric]]
     if got:
+      # Categorical values (e.g. losses) get markers only: a line would suggest an order.
       ax.errorbar([x for x, _ in got], [s[0] for _, s in got],
-                  yerr=[s[1] or 0 for _, s in got], fmt=style, capsize=3, label=label)
+                  yerr=[s[1] or 0 for _, s in got], fmt=style.replace('-', '') if ticks else style,
+                  capsize=3, label=label)
   if ticks:
     ax.set_xticks(xs, ticks)
   ax.set(xlabel=key, ylabel='test accuracy (%)', title=f'sweep over {key}')
