@@ -13,6 +13,7 @@ metrics), next to the last checkpoint; selection on the 'test' split is refused 
 """
 import dataclasses
 import functools
+import time
 from typing import Any, Callable
 
 from clu import metric_writers
@@ -139,10 +140,14 @@ class EvalHook:
     kept = best_so_far(self.best) if self.best else None
     self.best_value = kept[1][self.selector.select_best] if kept else None
 
-  def __call__(self, step: int, params):
-    for ev in self.evaluators:
-      if not ev.due(step, self.steps_per_epoch, self.last_step):
-        continue
+  def __call__(self, step: int, params) -> float:
+    """Runs the evaluators due at `step`; returns the seconds spent once `params` was ready."""
+    due = [ev for ev in self.evaluators if ev.due(step, self.steps_per_epoch, self.last_step)]
+    if not due:
+      return 0.0
+    jax.block_until_ready(params)
+    start = time.perf_counter()
+    for ev in due:
       result = ev.run_metrics(params)
       scalars = {k: result[k] for k in SCALARS if result[k] is not None}
       self.last[ev.name] = {'step': step, **scalars}
@@ -152,6 +157,7 @@ class EvalHook:
           f'{k} {100 * v:.1f}' for k, v in scalars.items()))
       if ev is self.selector:
         self._keep_if_best(step, params, scalars)
+    return time.perf_counter() - start
 
   def _keep_if_best(self, step, params, scalars):
     metric = self.selector.select_best

@@ -216,9 +216,9 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
                           (total - step) * dt / max(step - n0, 1)))
         t0, n0 = time.perf_counter(), step
       if after_step is not None:
-        hook_start = time.perf_counter()
-        after_step(step, state.params)
-        t0 += time.perf_counter() - hook_start  # img/s and ETA count training time only
+        # img/s and ETA count training time only: the hook returns the seconds it spent
+        # after this step's result was ready (waiting for the step itself is training).
+        t0 += after_step(step, state.params) or 0.0
       stop = stopper.should_stop(step)
       if stop or step == total or mngr.should_save(step):
         _check_finite(pending, stage.name, ckpt_dir)
