@@ -27,13 +27,18 @@ from absl import flags
 
 from livt_jax import sweep_report
 
-flags.DEFINE_string('config', None, 'The config file of every run (as for livt_jax.main).')
-flags.DEFINE_string('workdir', None, 'The sweep root; each run gets a folder under it.')
-flags.DEFINE_multi_string('sweep', [], 'KEY=V1,V2,...: a config field and its values; repeat '
-                          'for a grid (the product of all).')
-flags.DEFINE_string('seeds', '0', 'Comma-separated config.seed values; each gets its own MGP.')
-flags.DEFINE_bool('print_commands', False, 'Print the run commands (for a cluster) and exit.')
-flags.DEFINE_bool('aggregate_only', False, 'Only (re)write the aggregate report.')
+def _define_flags():
+  """Defined when run as a program, not on import: the tests import this module next to other
+  entry points that define --config/--workdir too."""
+  flags.DEFINE_string('config', None, 'The config file of every run (as for livt_jax.main).')
+  flags.DEFINE_string('workdir', None, 'The sweep root; each run gets a folder under it.')
+  flags.DEFINE_multi_string('sweep', [], 'KEY=V1,V2,...: a config field and its values; repeat '
+                            'for a grid (the product of all).')
+  flags.DEFINE_string('seeds', '0', 'Comma-separated config.seed values; each gets its own MGP.')
+  flags.DEFINE_bool('print_commands', False, 'Print the run commands (for a cluster) and exit.')
+  flags.DEFINE_bool('aggregate_only', False, 'Only (re)write the aggregate report.')
+
+
 FLAGS = flags.FLAGS
 
 PRETRAIN_KEYS = ('mgp.', 'model.', 'dataset.')
@@ -132,6 +137,7 @@ def _main(argv):
 
 
 def main():
+  _define_flags()
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(lambda argv: sys.exit(_main(argv)))
 
