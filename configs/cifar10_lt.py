@@ -18,7 +18,8 @@ def get_config(arg=None):
   c.dataset.name = 'cifar10_lt'
   c.dataset.imbalance = args['imb']
   # A balanced val split of 20 images per class from the training images the LT rule left
-  # unused (the head class keeps n_max - 20), for the val evaluator and best-on-val.
+  # unused (classes with fewer than 20 left over, the head first, keep n - 20), for the val
+  # evaluator and best-on-val.
   c.dataset.val_per_class = 20
   c.model.patch_size = 4
   c.mgp.image_size = 32

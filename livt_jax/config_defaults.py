@@ -24,7 +24,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.class_order_seed = 0
   c.dataset.subset_seed = 0          # which images of a class are kept by LT subsampling
   # CIFAR/Fashion-LT: validation images per class held out of the training images the LT rule
-  # left unused (a balanced 'val' split; a class kept whole keeps n - val_per_class). 0: none.
+  # left unused (a balanced 'val' split; a class with fewer left over keeps n - val_per_class).
+  # 0: none.
   c.dataset.val_per_class = 0
   c.dataset.num_classes = ml_collections.config_dict.placeholder(int)  # checked against the data
   c.dataset.read_threads = 2

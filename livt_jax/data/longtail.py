@@ -91,9 +91,10 @@ def lt_split(labels: np.ndarray, sizes: Sequence[int], class_order: Optional[Seq
 
   Every class gives `val_per_class` validation images drawn from the images the LT rule does
   not keep, so validation is disjoint from the training subset (and from test, a separate
-  split). A class the rule keeps whole (the head: n_max of n_max) keeps
-  `len(class) - val_per_class` instead; every other class keeps exactly the images it keeps
-  without validation, so the LT subset stays the published one except for that cap.
+  split). A class the rule keeps (nearly) whole, with fewer than `val_per_class` images left
+  over (always the head: n_max of n_max), keeps `len(class) - val_per_class` instead; every
+  other class keeps exactly the images it keeps without validation, so the LT subset stays the
+  published one except for that cap.
 
   Returns:
     (train_indices, val_indices), both sorted int64 indices into `labels`; val is empty when
