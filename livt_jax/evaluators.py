@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from clu import metric_writers
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
 from livt_jax import evaluate
@@ -96,7 +98,11 @@ def best_manager(directory, metric: str) -> ocp.CheckpointManager:
   """Keeps one checkpoint: the parameters with the best `metric` seen so far."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=1, create=True, best_fn=lambda m: m[metric], best_mode=SELECTABLE[metric],
-      keep_checkpoints_without_metrics=False)
+      keep_checkpoints_without_metrics=False,
+      # Its own barrier names: its async save can run beside the training checkpoint's, and
+      # two managers with the same (default) names collide in multi-process runs.
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix='livt_best'))
   return ocp.CheckpointManager(paths.native(paths.resolve(directory)), options=options,
                                item_names=('params',))
 
@@ -107,19 +113,47 @@ def best_so_far(mngr) -> tuple[int, dict] | None:
 
 
 def restore_best(directory, metric: str, abstract_params):
-  """(params, step, metrics) of the kept best checkpoint, or None if there is none."""
-  if not paths.resolve(directory).exists():
+  """(params, step, metrics) of the kept best checkpoint, or None if there is none.
+
+  Every process takes process 0's view: a process that looked at the directory while the
+  primary host was still finalising the save would otherwise skip the restore and the
+  evaluation collectives the others enter, and the run would hang at its end.
+  """
+  exists = paths.resolve(directory).exists()
+  mngr = best_manager(directory, metric) if _process0_says(exists) else None
+  best = best_so_far(mngr) if mngr is not None else None
+  step = None if best is None else best[0]
+  step = _process0_step(step)
+  if step is None:
+    if mngr is not None:
+      mngr.close()
     return None
-  mngr = best_manager(directory, metric)
-  best = best_so_far(mngr)
-  if best is None:
-    mngr.close()
-    return None
-  step, metrics = best
   params = mngr.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract_params)))['params']
+  metrics = _process0_metrics(mngr.metrics(step) or {})
   mngr.close()
   return params, step, metrics
+
+
+def _process0_says(flag: bool) -> bool:
+  if jax.process_count() == 1:
+    return flag
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+def _process0_step(step: int | None) -> int | None:
+  if jax.process_count() > 1:
+    step = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if step is None else step)))
+    step = None if step < 0 else step
+  return step
+
+
+def _process0_metrics(metrics: dict, names=SCALARS) -> dict:
+  if jax.process_count() == 1:
+    return metrics
+  values = np.array([metrics.get(k, np.nan) for k in names], np.float64)
+  values = np.asarray(multihost_utils.broadcast_one_to_all(values))
+  return {k: float(v) for k, v in zip(names, values) if not np.isnan(v)}
 
 
 class EvalHook:
@@ -138,7 +172,9 @@ class EvalHook:
     # Kept in memory: orbax writes a step's metrics only when its async save finishes.
     self.last = {}  # evaluator name -> its metrics at the latest evaluation
     kept = best_so_far(self.best) if self.best else None
-    self.best_value = kept[1][self.selector.select_best] if kept else None
+    # One value on every process, or their save decisions (collective in orbax) could differ.
+    self.best_value = _process0_metrics(
+        {'value': kept[1][self.selector.select_best]} if kept else {}, ('value',)).get('value')
 
   def __call__(self, step: int, params) -> float:
     """Runs the evaluators due at `step`; returns the seconds spent once `params` was ready."""

@@ -39,8 +39,9 @@ def _launch(workdir, num_processes):
         [sys.executable, '-m', 'livt_jax.main', f'--workdir={workdir}', *ARGS], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
   outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-3000:]
+  failed = [f'process {i} exited {p.returncode}:\n{out[-3000:]}'
+            for i, (p, out) in enumerate(zip(procs, outs)) if p.returncode != 0]
+  assert not failed, '\n'.join(failed)  # every failing process's own last lines
   return outs
 
 
