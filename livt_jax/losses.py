@@ -147,6 +147,30 @@ def test_prior_from_config(spec, class_counts: Sequence[float]) -> np.ndarray | 
   return weights / weights.sum()
 
 
+PRIOR_INIT_LOSSES = ('bce', 'bal_bce')
+
+
+def prior_head_bias(name: str, class_counts: Sequence[float], tau: float = 1.0,
+                    bias_form: str = 'paper', test_prior: Sequence[float] | None = None
+                    ) -> np.ndarray:
+  """`bft.head_bias_init='prior'`: the head bias b at which the training loss starts calibrated.
+
+  Sigmoid losses start at p = 0.5 for every class when the head's bias is zero, so the first
+  steps are spent pushing every logit down, the rare classes' furthest (each of their few
+  positives faces many negatives). Lin et al. (2017, "prior probability" init) start the bias
+  where the loss's probabilities equal the class shares instead: sig(b_y + o_y) = pi_y, o_y the
+  loss's own logit adjustment (0 for bce, tau * B_y for bal_bce), so b_y = logit(pi_y) - o_y.
+  For Bal-BCE (Eq. 10) with tau = 1 that is the same -log(C - 1) for every class: test-time
+  predictions (raw logits) start uniform. Float64 [C].
+  """
+  if name not in PRIOR_INIT_LOSSES:
+    raise ValueError(f"bft.head_bias_init='prior' is for the sigmoid losses "
+                     f"{', '.join(PRIOR_INIT_LOSSES)}, not bft.loss={name!r}; use 'zero'")
+  pi = class_prior(class_counts)
+  offset = 0.0 if name == 'bce' else bal_bce_bias(class_counts, tau, bias_form, test_prior)
+  return (np.log(pi) - np.log1p(-pi)) - offset
+
+
 def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: float = 1.0,
                  bias_form: str = 'paper', test_prior: Sequence[float] | None = None,
                  **options) -> LossFn:

@@ -80,9 +80,12 @@ def run(config, workdir) -> dict | None:
        f'(largest {max(counts)}, smallest {min(counts)}); stages {",".join(stages)}; '
        f'devices {jax.device_count()}; workdir {workdir}')
 
+  head_bias = steps.initial_head_bias(config, counts)
+
   def build(name):
     return train.build_stage(config, name, mesh, len(train_source), channels,
-                             train_source.num_classes)
+                             train_source.num_classes,
+                             head_bias=head_bias if name == 'bft' else None)
 
   # Checked before anything trains, so a missing encoder costs no MGP time.
   encoder = _encoder_source(config, stages, workdir, build) if 'bft' in stages else None

@@ -118,6 +118,19 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
   return loss_fn
 
 
+def initial_head_bias(config, class_counts):
+  """The BFT head's starting bias (`bft.head_bias_init`), or None for the model's zeros."""
+  bft = config.bft
+  init = bft.get('head_bias_init', 'zero')
+  if init == 'zero':
+    return None
+  if init != 'prior':
+    raise ValueError(f"bft.head_bias_init={init!r}: use 'zero' or 'prior'")
+  return losses.prior_head_bias(
+      bft.loss, class_counts, bft.tau, bft.bias_form,
+      losses.test_prior_from_config(bft.get('test_prior', 'uniform'), class_counts))
+
+
 def loss_options(config, class_counts) -> dict:
   """The Table 7 hyper-parameters of config.bft for `losses.make_loss_fn`; epochs -> steps."""
   bft = config.bft

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from livt_jax import checkpointing
 from livt_jax import chips
@@ -51,7 +52,8 @@ class Stage:
 
 
 def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
-                num_classes: int) -> Stage:
+                num_classes: int, head_bias=None) -> Stage:
+  """`head_bias` (BFT, [num_classes]): the head's bias when the stage starts fresh."""
   sc = config[name]
   p = plan_lib.stage_plan(config, name, num_train, mesh.size)
   model = factory.build_mae(config) if name == 'mgp' else factory.build_vit(config, num_classes)
@@ -71,6 +73,9 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
     params = nn.unbox(init_vars(rng))['params']
     if encoder_params is not None:  # MGP's encoder; a learned BFT position table stays fresh
       params = {**params, 'encoder': {**params['encoder'], **encoder_params}}
+    if head_bias is not None:
+      params = {**params, 'head': {**params['head'],
+                                   'bias': jnp.asarray(head_bias, params['head']['bias'].dtype)}}
     return train_state.create(params, tx)
 
   abstract = jax.eval_shape(init, jax.random.key(0), None)

@@ -22,6 +22,9 @@ def make_config(args):
   for stage in ('mgp', 'bft'):
     c[stage].image_size = args.image_size
     c[stage].batch_size = args.batch
+    # PyTorch's side steps at the peak lr; without this the JAX step would run inside its
+    # warm-up (lr ~0) and the two final losses could not be compared.
+    c[stage].warmup_epochs = 0
   c.mgp.mask_ratio = args.mask_ratio
   c.bft.drop_path = args.drop_path
   c.precision = args.precision
