@@ -92,9 +92,12 @@ def test_benchmark_script_times_both_stages(tmp_path):
   # classifier's here, as counted by hand.
   assert analytic['mgp'] < analytic['bft']
   assert by_stage['mgp']['flops_per_step_per_device'] < by_stage['bft']['flops_per_step_per_device']
-  # After 3 steps in the first of ~770 warm-up steps (lr ~1e-7) the losses are still their
-  # values at initialisation. BFT: logits ~0 (head ~ N(0, 2e-5)), so the Bal-BCE loss is known.
-  assert by_stage['bft']['final_loss'] == pytest.approx(bal_bce_loss_at_init(), abs=0.005)
+  # The timed steps run at the peak learning rate (no warm-up, as PyTorch's side), so after 3
+  # steps the BFT loss has left its value at initialisation (logits ~0: head ~ N(0, 2e-5), so
+  # that value is known) downwards, but only a little (lr 6e-5); inside a warm-up (lr ~1e-7)
+  # it would still equal it to ~1e-5.
+  at_init = bal_bce_loss_at_init()
+  assert at_init - 0.1 < by_stage['bft']['final_loss'] < at_init - 0.002, at_init
   # MGP: unit-variance predictions (LayerNorm, then a xavier layer) against per-patch normalised
   # targets (mean of squares 15/16), uncorrelated: about 1 + 15/16.
   assert 1.4 < by_stage['mgp']['final_loss'] < 2.6
