@@ -1,18 +1,22 @@
-"""LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (~15 minutes).
+"""LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (~9-10 minutes).
 
 Run:
   python -m livt_jax.main --config=configs/fashion_mnist_lt.py --workdir=runs/fmnist
 
 Data: Debian's `dataset-fashion-mnist` (apt-get install -y dataset-fashion-mnist). Class i keeps
 min(int(6000 * 100 ** (-i / 9)), 5900) training images (14,786 in all, 5900 ... 60;
-100 per class are held out for validation); the test set is the balanced 10,000. Groups: Many > 1000 (4 classes), Medium 200..1000 (3), Few < 200 (3).
+100 per class are held out for validation); the test set is the balanced 10,000. Groups:
+Many > 1000 (4 classes), Medium 200..1000 (3), Few < 200 (3).
 
 A tiny ViT (width 128, depth 6, 4 heads, patch 7: 16 tokens) with a 2-block decoder; the LiVT
-recipe otherwise (MGP -> Bal-BCE fine-tuning with layer decay), shortened to minutes.
-Reference points, measured on a 2-core CPU with a throwaway script (not this engine) on the same
-data and model (batch 128, float32, AdamW lr 1e-3, no mixup): MAE 5 min, then Bal-BCE (tau 1,
-layer decay 0.75) 5 min: 80.2% top-1 (Many 89.9, Medium 61.5, Few 85.9, ECE 7.1); Bal-BCE from
-scratch, 7 min: 75.7%; CE from scratch, 7 min: 74.7%.
+recipe (MGP 20 epochs -> Bal-BCE fine-tuning 16 epochs with layer decay), shortened to minutes.
+
+The BFT settings below that differ from the paper's were chosen on the validation split (val
+top-1 of single-seed runs; 1000 images, so ~1.3 points of noise), never on the test set; the
+runs and their figures are in README ("How the embedded default's recipe was chosen"):
+head_bias_init='prior', tau 1.5, layer decay 0.9, drop path 0, crop scale 1.0 (flips only),
+no RandAugment/mixup/erasing/label smoothing. Seed 0 of this config reached 83.9% test top-1
+in 9 min 10 s on an idle 2-core machine (README).
 """
 from livt_jax import config_defaults
 
@@ -41,8 +45,8 @@ def get_config(arg=None):
   c.mgp.warmup_epochs = 1
   c.mgp.batch_size = 128
   c.mgp.base_lr = 2e-3
-  # Fashion-MNIST items are centred at one scale and tested uncropped: strong scale jitter hurt
-  # (BFT crop scale 0.35 -> 0.8: 70.6% -> 76.5% top-1, measured here).
+  # Fashion-MNIST items are centred at one scale: mild scale jitter for MGP (kept from an
+  # earlier build; not re-chosen on the validation split).
   c.mgp.crop_scale_min = 0.8
 
   c.bft.image_size = 28
@@ -50,11 +54,17 @@ def get_config(arg=None):
   c.bft.warmup_epochs = 1
   c.bft.batch_size = 128
   c.bft.base_lr = 2e-3
-  c.bft.crop_scale_min = 0.8
-  # The paper's BFT regularisers (RandAugment, random erasing, mixup/cutmix, label smoothing)
-  # are for 100 epochs; in this minutes-long schedule they cost accuracy (58.1% with them vs
-  # 70.6% without, same MGP encoder, measured here), so they are off. Turn them back on with
-  # e.g. --config.bft.mix_prob=1 --config.bft.randaug_num_ops=2.
+  # Chosen on the validation split for this minutes-long schedule (module docstring): the
+  # sigmoid head starts at the class shares, a stronger bias, less layer decay, no drop path,
+  # and no scale/aspect jitter (crop scale 1.0: flips only).
+  c.bft.head_bias_init = 'prior'
+  c.bft.tau = 1.5
+  c.bft.layer_decay = 0.9
+  c.bft.drop_path = 0.0
+  c.bft.crop_scale_min = 1.0
+  # The paper's BFT regularisers are for 100 epochs; in 16 they are off (RandAugment 2 ops
+  # cost 2.2 points of val top-1 at epoch 8 of 12). Turn them back on with e.g.
+  # --config.bft.mix_prob=1 --config.bft.randaug_num_ops=2.
   c.bft.mix_prob = 0.0
   c.bft.randaug_num_ops = 0
   c.bft.random_erase_prob = 0.0
