@@ -81,8 +81,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.loss = 'bal_bce'
   c.bft.tau = 1.0
   c.bft.bias_form = 'paper'       # 'paper' (Eq. 10, with tau) or 'official' (released code)
-  # The head's bias at the start of BFT: 'zero' (MAE) or 'prior' (sigmoid losses: the bias at
-  # which the training loss starts at the class shares; losses.prior_head_bias says why).
+  # The head's bias at the start of BFT: 'zero' (MAE) or 'prior' (bce / bal_bce: the bias at
+  # which the training loss starts at the class shares, losses.prior_head_bias says why; the
+  # other losses start from zeros either way).
   c.bft.head_bias_init = 'zero'
   # Test class prior of Thm. 3 for bal_ce, bal_bce, bal_nt_bce and lade: 'uniform' (Eq. 10),
   # 'train' (the training shares), or one weight per class, e.g. '10,5,1'.

@@ -119,13 +119,17 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
 
 
 def initial_head_bias(config, class_counts):
-  """The BFT head's starting bias (`bft.head_bias_init`), or None for the model's zeros."""
+  """The BFT head's starting bias (`bft.head_bias_init`), or None for the model's zeros.
+
+  'prior' is defined for the sigmoid losses (`losses.PRIOR_INIT_LOSSES`); any other loss starts
+  from zeros, so a sweep over losses can keep one config.
+  """
   bft = config.bft
   init = bft.get('head_bias_init', 'zero')
-  if init == 'zero':
-    return None
-  if init != 'prior':
+  if init not in ('zero', 'prior'):
     raise ValueError(f"bft.head_bias_init={init!r}: use 'zero' or 'prior'")
+  if init == 'zero' or bft.loss not in losses.PRIOR_INIT_LOSSES:
+    return None
   return losses.prior_head_bias(
       bft.loss, class_counts, bft.tau, bft.bias_form,
       losses.test_prior_from_config(bft.get('test_prior', 'uniform'), class_counts))

@@ -132,10 +132,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
   head_init = config.bft.get('head_bias_init', 'zero')
   if head_init not in ('zero', 'prior'):
     _fail('bft.head_bias_init', head_init, "use 'zero' or 'prior'")
-  if head_init == 'prior' and config.bft.loss not in ('bce', 'bal_bce'):
-    _fail('bft.head_bias_init', head_init,
-          f"the prior init is for the sigmoid losses bce and bal_bce (bft.loss={config.bft.loss!r}); "
-          "use 'zero'")
   if not 0 < config.bft.layer_decay <= 1:
     _fail('bft.layer_decay', config.bft.layer_decay, 'use a value in (0, 1]; 1 disables it')
   if config.model.get('posemb', 'fixed') not in POSEMBS:

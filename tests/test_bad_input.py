@@ -111,12 +111,9 @@ def test_tau_must_be_finite_and_non_negative(tau):
       'plain BCE)')
 
 
-def test_head_bias_prior_only_for_sigmoid_losses():
+def test_head_bias_init_must_be_zero_or_prior():
   assert _config_error(_with(tiny_config(), **{'bft.head_bias_init': 'ones'})) == (
       "config.bft.head_bias_init='ones': use 'zero' or 'prior'")
-  assert _config_error(_with(tiny_config(), **{'bft.head_bias_init': 'prior',
-                                               'bft.loss': 'bal_ce'})).startswith(
-      "config.bft.head_bias_init='prior': the prior init is for the sigmoid losses")
   assert validate.validate(_with(tiny_config(), **{'bft.head_bias_init': 'prior'}), 8, False)
 
 

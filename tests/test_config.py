@@ -26,7 +26,8 @@ def test_table10_values():
   assert places.bft.tau == 1.05 and places.bft.epochs == 30
   for name in CONFIGS:
     c = load(name)
-    assert c.bft.layer_decay == 0.75
+    # The embedded default's minutes-long BFT uses 0.9 (chosen on its validation split).
+    assert c.bft.layer_decay == (0.9 if name == 'fashion_mnist_lt' else 0.75)
     assert (c.mgp.b1, c.mgp.b2, c.bft.b1, c.bft.b2) == (0.9, 0.95, 0.9, 0.99)
     assert c.mgp.mask_ratio == 0.75
   imnet = load('imagenet_lt')

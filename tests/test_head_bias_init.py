@@ -44,11 +44,15 @@ def test_prior_bias_with_a_test_prior_uses_thm3_offset():
   np.testing.assert_allclose(_sigmoid(b + offset), pi, rtol=1e-12)
 
 
-def test_softmax_losses_refuse_the_prior_init():
+def test_prior_init_is_for_sigmoid_losses_only():
   with pytest.raises(ValueError, match="head_bias_init='prior' is for the sigmoid losses"):
     losses.prior_head_bias('bal_ce', COUNTS)
   with pytest.raises(ValueError, match="use 'zero' or 'prior'"):
     steps.initial_head_bias(tiny_config(**{'bft.head_bias_init': 'ones'}), COUNTS)
+  # A config with 'prior' (the embedded default) still runs a softmax or Table 7 loss: zeros.
+  for loss in ('ce', 'bal_ce', 'ldam_drw'):
+    assert steps.initial_head_bias(
+        tiny_config(**{'bft.head_bias_init': 'prior', 'bft.loss': loss}), COUNTS) is None
 
 
 def test_fresh_bft_state_carries_the_prior_bias_and_zero_keeps_the_model_init():
@@ -62,7 +66,7 @@ def test_fresh_bft_state_carries_the_prior_bias_and_zero_keeps_the_model_init():
   plain = train.build_stage(config, 'bft', mesh, sum(COUNTS), 1, len(COUNTS))
   zero = plain.init_state(jax.random.key(0), None).params
   np.testing.assert_array_equal(np.asarray(zero['head']['bias']), 0.0)
-  assert steps.initial_head_bias(tiny_config(), COUNTS) is None
+  assert steps.initial_head_bias(tiny_config(**{'bft.head_bias_init': 'zero'}), COUNTS) is None
   # Only the bias differs: the same rng gives the same kernels.
   np.testing.assert_array_equal(np.asarray(zero['head']['kernel']),
                                 np.asarray(state.params['head']['kernel']))

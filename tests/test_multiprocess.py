@@ -22,6 +22,7 @@ ROOT = os.path.join(os.path.dirname(__file__), '..')
 ARGS = ['--config=configs/fashion_mnist_lt.py', '--config.stages=bft,evaluate',
         '--config.model.variant=nano', '--config.bft.batch_size=32', '--config.max_steps=4',
         '--config.bft.warmup_epochs=0', '--config.bft.init_from=scratch',
+        '--config.bft.head_bias_init=zero',  # `_stage` rebuilds the start without class counts
         '--config.mesh.fsdp=2', '--config.log_every_steps=1', '--config.checkpoint_every_steps=2']
 
 
