@@ -119,41 +119,28 @@ def restore_best(directory, metric: str, abstract_params):
   primary host was still finalising the save would otherwise skip the restore and the
   evaluation collectives the others enter, and the run would hang at its end.
   """
-  exists = paths.resolve(directory).exists()
-  mngr = best_manager(directory, metric) if _process0_says(exists) else None
+  mngr = None
+  if bool(_from_process0(np.int32(paths.resolve(directory).exists()))):
+    mngr = best_manager(directory, metric)
   best = best_so_far(mngr) if mngr is not None else None
-  step = None if best is None else best[0]
-  step = _process0_step(step)
-  if step is None:
+  step = int(_from_process0(np.int64(-1 if best is None else best[0])))
+  if step < 0:
     if mngr is not None:
       mngr.close()
     return None
   params = mngr.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract_params)))['params']
-  metrics = _process0_metrics(mngr.metrics(step) or {})
+  found = mngr.metrics(step) or {}
+  values = _from_process0(np.array([found.get(k, np.nan) for k in SCALARS], np.float64))
   mngr.close()
-  return params, step, metrics
+  return params, step, {k: float(v) for k, v in zip(SCALARS, values) if not np.isnan(v)}
 
 
-def _process0_says(flag: bool) -> bool:
+def _from_process0(values: np.ndarray) -> np.ndarray:
+  """Process 0's `values` on every process (decisions that lead into collectives must agree)."""
   if jax.process_count() == 1:
-    return flag
-  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
-
-
-def _process0_step(step: int | None) -> int | None:
-  if jax.process_count() > 1:
-    step = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if step is None else step)))
-    step = None if step < 0 else step
-  return step
-
-
-def _process0_metrics(metrics: dict, names=SCALARS) -> dict:
-  if jax.process_count() == 1:
-    return metrics
-  values = np.array([metrics.get(k, np.nan) for k in names], np.float64)
-  values = np.asarray(multihost_utils.broadcast_one_to_all(values))
-  return {k: float(v) for k, v in zip(names, values) if not np.isnan(v)}
+    return np.asarray(values)
+  return np.asarray(multihost_utils.broadcast_one_to_all(values))
 
 
 class EvalHook:
@@ -173,8 +160,9 @@ class EvalHook:
     self.last = {}  # evaluator name -> its metrics at the latest evaluation
     kept = best_so_far(self.best) if self.best else None
     # One value on every process, or their save decisions (collective in orbax) could differ.
-    self.best_value = _process0_metrics(
-        {'value': kept[1][self.selector.select_best]} if kept else {}, ('value',)).get('value')
+    value = float(_from_process0(np.float64(
+        kept[1][self.selector.select_best] if kept else np.nan)))
+    self.best_value = None if np.isnan(value) else value
 
   def __call__(self, step: int, params) -> float:
     """Runs the evaluators due at `step`; returns the seconds spent once `params` was ready."""
