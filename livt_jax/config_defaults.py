@@ -112,6 +112,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.random_erase_prob = 0.25
   c.bft.crop_scale_min = 0.08
   c.bft.grad_clip_norm = 0.0
+  # Exponential moving average of the weights (timm's --model-ema), kept in the optimizer state:
+  # when > 0 it is the model evaluated on val and test, kept as best and exported. 0 (the
+  # paper's recipe) keeps none.
+  c.bft.ema_decay = 0.0
   # Where the encoder comes from when bft runs without mgp in the same run (a checkpoint dir).
   c.bft.init_from = ml_collections.config_dict.placeholder(str)
 

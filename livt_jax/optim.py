@@ -10,9 +10,10 @@ As MAE / BEiT (and the released LiVT code):
     scales the whole step, Adam direction and decoupled weight decay alike, exactly like a
     per-group learning rate.
 """
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 Schedule = Callable[[Any], Any]
@@ -101,11 +102,49 @@ def scale_by_layer_decay(depth: int, decay: float) -> optax.GradientTransformati
   return optax.stateless(scale)
 
 
+class ParamEmaState(NamedTuple):
+  """The exponential moving average of the parameters (`track_param_ema`)."""
+  ema_params: Any
+
+
+def track_param_ema(decay: float) -> optax.GradientTransformation:
+  """Passes the updates through and keeps ema <- decay * ema + (1 - decay) * (params + updates).
+
+  The last link of the chain, so it sees the parameters the step produces. It lives in the
+  optimizer state, so checkpoints, shardings (each average follows its parameter's path) and the
+  NaN guard cover it with no code of their own. It starts at the initial parameters (as timm's
+  ModelEma), so no bias correction is needed.
+  """
+  if not 0.0 <= decay < 1.0:
+    raise ValueError(f'track_param_ema: decay={decay}: use a value in [0, 1)')
+
+  def init_fn(params):
+    # A copy: the step donates the state, and a leaf that aliased its parameter would be freed.
+    return ParamEmaState(ema_params=jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('track_param_ema needs the params: call tx.update(grads, state, params)')
+    new = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: (decay * e + (1.0 - decay) * p).astype(e.dtype),
+                       state.ema_params, new)
+    return updates, ParamEmaState(ema_params=ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ema_params(opt_state, default=None):
+  """The parameter average that `track_param_ema` keeps in `opt_state`, else `default`."""
+  return optax.tree.get(opt_state, 'ema_params', default)
+
+
 def make_optimizer(params, *, learning_rate: float | Schedule, b1: float, b2: float,
                    weight_decay: float, layer_decay: float | None = None,
                    depth: int | None = None, grad_clip_norm: float = 0.0,
-                   eps: float = 1e-8, pretraining: bool = False) -> optax.GradientTransformation:
-  """Clip (optional) -> AdamW with the weight-decay mask -> layer-decay multiplier (optional).
+                   eps: float = 1e-8, pretraining: bool = False,
+                   ema_decay: float = 0.0) -> optax.GradientTransformation:
+  """Clip (optional) -> AdamW with the weight-decay mask -> layer-decay multiplier (optional)
+  -> parameter EMA (optional).
 
   Args:
     params: the (unboxed) parameter tree or its shapes; used to check the layer-decay setup.
@@ -119,6 +158,7 @@ def make_optimizer(params, *, learning_rate: float | Schedule, b1: float, b2: fl
     eps: Adam epsilon.
     pretraining: MGP: weight decay on every 2-D+ parameter, tokens included, as MAE
       (`pretraining_weight_decay_mask`); else as MAE fine-tuning (`weight_decay_mask`).
+    ema_decay: > 0 also keeps an EMA of the parameters (`track_param_ema`); 0 keeps none.
   """
   parts = []
   if grad_clip_norm and grad_clip_norm > 0:
@@ -138,6 +178,8 @@ def make_optimizer(params, *, learning_rate: float | Schedule, b1: float, b2: fl
       raise ValueError(f'make_optimizer: depth={depth} but the params have no '
                        f'encoder/block_{depth - 1}; layer decay would be wrong')
     parts.append(scale_by_layer_decay(depth, layer_decay))
+  if ema_decay:
+    parts.append(track_param_ema(ema_decay))
   return optax.chain(*parts) if len(parts) > 1 else parts[0]
 
 

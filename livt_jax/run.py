@@ -12,6 +12,7 @@ from livt_jax import report
 from livt_jax import sharding
 from livt_jax import steps
 from livt_jax import train
+from livt_jax import train_state
 from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources
@@ -149,7 +150,7 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
   # The state just trained is in memory; a finished or separate run's is read back.
   from_torch = not trained_here and torch_checkpoints.is_torch_file(config.evaluate.checkpoint)
   if bft_state is not None:
-    params = bft_state.params
+    params = train_state.model_params(bft_state)
   elif from_torch:  # an official LiVT / timm fine-tuned ViT
     params = torch_checkpoints.classifier_params(bft, config.evaluate.checkpoint)
   else:

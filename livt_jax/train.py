@@ -67,7 +67,8 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
   tx = optim.make_optimizer(
       nn.unbox(boxed), learning_rate=schedule, b1=sc.b1, b2=sc.b2, weight_decay=sc.weight_decay,
       layer_decay=sc.layer_decay if name == 'bft' else None, depth=depth,
-      grad_clip_norm=sc.grad_clip_norm, pretraining=name == 'mgp')
+      grad_clip_norm=sc.grad_clip_norm, pretraining=name == 'mgp',
+      ema_decay=sc.get('ema_decay', 0.0))
 
   def init(rng, encoder_params):
     params = nn.unbox(init_vars(rng))['params']
@@ -149,7 +150,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
     init_encoder: called only when the stage starts fresh; returns the encoder parameters to
       start from (BFT after MGP), or None for a random initialisation.
     after_step: called with (step, params) after every step, before that step's checkpoint is
-      saved (the evaluators: `evaluators.EvalHook`).
+      saved (the evaluators: `evaluators.EvalHook`); params are the EMA when the stage keeps one.
 
   Returns:
     The final train state, or None when the stage had already finished (nothing restored).
@@ -225,7 +226,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
       if after_step is not None:
         # img/s and ETA count training time only: the hook returns the seconds it spent
         # after this step's result was ready (waiting for the step itself is training).
-        t0 += after_step(step, state.params) or 0.0
+        t0 += after_step(step, train_state.model_params(state)) or 0.0
       stop = stopper.should_stop(step)
       if stop or step == total or mngr.should_save(step):
         _check_finite(pending, stage.name, ckpt_dir)
@@ -258,13 +259,14 @@ def latest_step(config, checkpoint_dir) -> int | None:
 
 
 def load_params(config, stage: Stage, checkpoint_dir):
-  """Restores the parameters of a finished (or interrupted) stage from its checkpoint dir."""
+  """Restores the parameters of a finished (or interrupted) stage from its checkpoint dir (their
+  EMA when the stage keeps one: `train_state.model_params`)."""
   mngr = checkpointing.manager(checkpoint_dir, config)
   if mngr.latest_step() is None:
     raise FileNotFoundError(
         f'no checkpoint in {checkpoint_dir}; point the setting at WORKDIR/<stage>/checkpoints of '
         'a run that saved at least once')
-  params = checkpointing.restore(mngr, stage.abstract_state).params
+  params = train_state.model_params(checkpointing.restore(mngr, stage.abstract_state))
   mngr.close()
   return params
 

@@ -134,6 +134,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('bft.head_bias_init', head_init, "use 'zero' or 'prior'")
   if not 0 < config.bft.layer_decay <= 1:
     _fail('bft.layer_decay', config.bft.layer_decay, 'use a value in (0, 1]; 1 disables it')
+  ema = config.bft.get('ema_decay', 0.0)
+  if not (_is_number(ema) and 0 <= ema < 1):
+    _fail('bft.ema_decay', ema, 'use a value in [0, 1), e.g. 0.999; 0 keeps no weight average')
   if config.model.get('posemb', 'fixed') not in POSEMBS:
     _fail('model.posemb', config.model.posemb, f'use one of {", ".join(POSEMBS)}')
   if config.precision not in PRECISIONS:

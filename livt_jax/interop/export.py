@@ -34,7 +34,8 @@ _OUT = flags.DEFINE_string('out', None, 'output file: .pth (torch.save) or .safe
 
 
 def read_params(checkpoint_dir, step=None) -> dict:
-  """The parameters of a stage checkpoint as host NumPy arrays (no model or mesh needed)."""
+  """The parameters of a stage checkpoint as host NumPy arrays (no model or mesh needed): their
+  average when the run kept one (bft.ema_decay > 0), the model it evaluated."""
   mngr = ocp.CheckpointManager(paths.native(paths.resolve(checkpoint_dir)),
                                item_names=('state', 'data'))
   step = mngr.latest_step() if step is None else step
@@ -42,7 +43,23 @@ def read_params(checkpoint_dir, step=None) -> dict:
     raise FileNotFoundError(f'no checkpoint in {checkpoint_dir}')
   state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))['state']
   mngr.close()
-  return {'step': step, 'params': _to_numpy(state['params'])}
+  ema = _find_ema(state['opt_state'])
+  return {'step': step, 'params': _to_numpy(state['params'] if ema is None else ema)}
+
+
+def _find_ema(tree):
+  """`optim.ParamEmaState.ema_params` in a restored optimizer state (named tuples come back as
+  dicts, chains as lists), or None."""
+  if isinstance(tree, dict):
+    if 'ema_params' in tree:
+      return tree['ema_params']
+    tree = list(tree.values())
+  if isinstance(tree, (list, tuple)):
+    for sub in tree:
+      found = _find_ema(sub)
+      if found is not None:
+        return found
+  return None
 
 
 def _to_numpy(tree):
