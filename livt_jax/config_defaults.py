@@ -109,6 +109,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.randaug_num_ops = 2
   c.bft.randaug_magnitude = 9
   c.bft.randaug_magnitude_std = 0.5
+  c.bft.randaug_on = 'auto'       # 'host' (PIL), 'device' (in the step), 'auto': device on GPU/TPU
   c.bft.random_erase_prob = 0.25
   c.bft.crop_scale_min = 0.08
   c.bft.grad_clip_norm = 0.0

@@ -4,6 +4,7 @@ import math
 import ml_collections
 
 from livt_jax.data import longtail
+from livt_jax.data import pipeline
 from livt_jax import losses
 from livt_jax import paths
 from livt_jax.data import registry
@@ -132,6 +133,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
   head_init = config.bft.get('head_bias_init', 'zero')
   if head_init not in ('zero', 'prior'):
     _fail('bft.head_bias_init', head_init, "use 'zero' or 'prior'")
+  randaug_on = config.bft.get('randaug_on', 'auto')
+  if randaug_on not in pipeline.RANDAUG_ON:
+    _fail('bft.randaug_on', randaug_on,
+          "use 'host', 'device' or 'auto' (the device on GPU/TPU, the host on CPU)")
   if not 0 < config.bft.layer_decay <= 1:
     _fail('bft.layer_decay', config.bft.layer_decay, 'use a value in (0, 1]; 1 disables it')
   ema = config.bft.get('ema_decay', 0.0)

@@ -117,6 +117,14 @@ def test_head_bias_init_must_be_zero_or_prior():
   assert validate.validate(_with(tiny_config(), **{'bft.head_bias_init': 'prior'}), 8, False)
 
 
+def test_randaug_on_must_be_host_device_or_auto():
+  assert _config_error(_with(tiny_config(), **{'bft.randaug_on': 'gpu'})) == (
+      "config.bft.randaug_on='gpu': use 'host', 'device' or 'auto' (the device on GPU/TPU, "
+      'the host on CPU)')
+  for where in pipeline.RANDAUG_ON:
+    assert validate.validate(_with(tiny_config(), **{'bft.randaug_on': where}), 8, False)
+
+
 def test_evaluate_needs_bft_or_a_checkpoint(tmp_path):
   for stages in ('mgp,evaluate', 'evaluate'):
     assert _config_error(tiny_config(stages=stages)) == (

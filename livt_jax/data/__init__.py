@@ -7,7 +7,8 @@ Modules (import the one you need; heavy dependencies stay out of this file):
   pipeline     train_iterator, eval_batches, steps_per_epoch, num_eval_batches (grain).
   augment      per-example host transforms (RandomResizedCrop, flip, erasing, eval resize).
   decode       PIL decoding; JPEGs at reduced scale when the training crop allows.
-  randaugment  timm rand-m9-mstd0.5-inc1 RandAugment on PIL images.
+  randaugment  timm rand-m9-mstd0.5-inc1 RandAugment on PIL images; draw_params for the device.
+  device_randaugment  the same ops on a batch in the jitted step (bft.randaug_on='device').
   mixup        mixup_cutmix (JAX, inside the jitted train step), one_hot_smoothed.
   benchmark    `python -m livt_jax.data.benchmark`: pipeline throughput.
 """

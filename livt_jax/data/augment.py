@@ -3,7 +3,7 @@
 MGP (Table 9): RandomResizedCrop + horizontal flip. BFT: the same + RandAugment, and the box and
 noise seed of random erasing. The output stays uint8: normalisation and erasing (on the
 normalised image, timm 'pixel' mode) run on the device (`device_augment.py`), as do Mixup /
-CutMix (`mixup.py`).
+CutMix (`mixup.py`) and, with `randaug_on_device`, RandAugment from the draws made here.
 Interpolation is bicubic throughout, as in MAE's pre-training and fine-tuning transforms.
 """
 import dataclasses
@@ -35,6 +35,7 @@ class TrainAugment:
   randaug_num_ops: int = 0  # 0 disables RandAugment (MGP).
   randaug_magnitude: float = 9.0
   randaug_magnitude_std: float = 0.5
+  randaug_on_device: bool = False  # the host only draws the ops (`randaug_params`)
   random_erase_prob: float = 0.0
 
 
@@ -103,9 +104,22 @@ def erase_box(image_size: int, rng: np.random.Generator, prob: float,
   return box, np.uint32(rng.integers(0, 2**32))
 
 
+def randaug_params(rng: np.random.Generator, cfg: TrainAugment) -> np.ndarray:
+  """float32 [num_ops, 3]: the RandAugment draws `device_randaugment` applies.
+
+  Called after `train_transform` with the same generator, it takes the values that
+  `train_transform` would have taken for RandAugment on the host (same ops, levels, signs).
+  """
+  return randaugment.draw_params(rng, num_ops=cfg.randaug_num_ops,
+                                 magnitude=cfg.randaug_magnitude,
+                                 magnitude_std=cfg.randaug_magnitude_std)
+
+
 def train_transform(image: Union[np.ndarray, decode.EncodedImage], rng: np.random.Generator,
                     cfg: TrainAugment) -> np.ndarray:
   """uint8 [H, W, C] -> uint8 [S, S, C]: crop, flip, RandAugment (normalised on device).
+
+  With `cfg.randaug_on_device`, RandAugment is left out here (see `randaug_params`).
 
   `image` may also be an `EncodedImage` (a file not yet decoded): the crop box is drawn from
   its header's size, as for the decoded image, and a JPEG is decoded at the smallest scale
@@ -123,7 +137,7 @@ def train_transform(image: Union[np.ndarray, decode.EncodedImage], rng: np.rando
   img = img.resize((cfg.image_size, cfg.image_size), _RESAMPLE, box=box)
   if rng.random() < cfg.hflip_prob:
     img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-  if cfg.randaug_num_ops > 0:
+  if cfg.randaug_num_ops > 0 and not cfg.randaug_on_device:
     img = randaugment.rand_augment(
         img, rng, num_ops=cfg.randaug_num_ops, magnitude=cfg.randaug_magnitude,
         magnitude_std=cfg.randaug_magnitude_std,

@@ -2,11 +2,15 @@
 
 The host sends uint8 images (a quarter of float32's host-to-device bytes) and, for random
 erasing, one box and one noise seed per image drawn from that record's generator, so the
-erasing of a record is the same on any device count. Here: normalise, then erase (timm
-RandomErasing, 'pixel' mode: N(0, 1) noise on the normalised image).
+erasing of a record is the same on any device count, and likewise the RandAugment draws when
+it runs here (`bft.randaug_on`). Here: RandAugment, normalise, then erase (timm RandomErasing,
+'pixel' mode: N(0, 1) noise on the normalised image).
 """
 import jax
 import jax.numpy as jnp
+
+from livt_jax.data import device_randaugment
+from livt_jax.data import randaugment
 
 
 def normalize(images: jax.Array, mean, std) -> jax.Array:
@@ -35,11 +39,19 @@ def random_erase(images: jax.Array, boxes: jax.Array, seeds: jax.Array) -> jax.A
 
 
 def preprocess(batch: dict, mean, std) -> dict:
-  """A host batch -> the model's input: uint8 images normalised, erasing applied.
+  """A host batch -> the model's input: RandAugment (when the batch carries its 'randaug'
+  draws), uint8 images normalised, erasing applied.
 
   Float images are taken as already normalised (tests and custom pipelines feed those).
   """
   batch = dict(batch)
+  if 'randaug' in batch:
+    if batch['image'].dtype != jnp.uint8:
+      raise ValueError('RandAugment on the device needs the uint8 images of the pipeline, got '
+                       f'{batch["image"].dtype}')
+    mode = 'L' if batch['image'].shape[-1] == 1 else 'RGB'
+    batch['image'] = device_randaugment.rand_augment(
+        batch['image'], batch.pop('randaug'), randaugment.fill_color(mean, mode))
   if batch['image'].dtype == jnp.uint8:
     batch['image'] = normalize(batch['image'], mean, std)
   if 'erase_box' in batch:

@@ -19,6 +19,7 @@ from livt_jax.data import augment
 from livt_jax.data import registry
 
 STAGES = ('mgp', 'bft')
+RANDAUG_ON = ('host', 'device', 'auto')
 _STAGE_IDS = {'mgp': 1, 'bft': 2}
 _PERMUTATION = 0  # Stream tags, so permutation and augmentation seeds never collide.
 _AUGMENT = 1
@@ -104,15 +105,33 @@ def _train_example(epoch_and_index, *, source, seed, stage_id, cfg):
   record = read(index) if read is not None else source[index]
   example = {'image': augment.train_transform(record['image'], rng, cfg),
              'label': np.int32(record['label'])}
+  if cfg.randaug_on_device and cfg.randaug_num_ops > 0:
+    example['randaug'] = augment.randaug_params(rng, cfg)
   if cfg.random_erase_prob > 0:
     example['erase_box'], example['erase_seed'] = augment.erase_box(
         cfg.image_size, rng, cfg.random_erase_prob)
   return example
 
 
+def randaug_on_device(stage_config, platform: str | None = None) -> bool:
+  """`bft.randaug_on`: 'device', 'host', or 'auto' = the device on GPU / TPU, the host on CPU.
+
+  `platform` is where the step will run (e.g. 'tpu' for the AOT plan); default: the default
+  backend of this process. A stage config without the field keeps RandAugment on the host.
+  """
+  where = stage_config.get('randaug_on', 'host')
+  if where not in RANDAUG_ON:
+    raise ValueError(f'randaug_on={where!r}: use one of {", ".join(RANDAUG_ON)}')
+  if where == 'auto':
+    import jax  # pylint: disable=g-import-not-at-top
+    return (platform or jax.default_backend()) != 'cpu'
+  return where == 'device'
+
+
 def train_augment_config(stage: str, stage_config,
                          dataset_info: registry.DatasetInfo) -> augment.TrainAugment:
-  """The host augmentation of a stage: MGP crops and flips; BFT adds RandAugment + erasing."""
+  """The host augmentation of a stage: MGP crops and flips; BFT adds RandAugment + erasing
+  (or, RandAugment on the device, its draws: `randaug_on_device`)."""
   if stage not in STAGES:
     raise ValueError(f'stage={stage!r} is not one of {", ".join(STAGES)}')
   common = dict(image_size=int(stage_config.image_size), mean=tuple(dataset_info.mean),
@@ -124,6 +143,7 @@ def train_augment_config(stage: str, stage_config,
       randaug_num_ops=int(stage_config.randaug_num_ops),
       randaug_magnitude=float(stage_config.randaug_magnitude),
       randaug_magnitude_std=float(stage_config.randaug_magnitude_std),
+      randaug_on_device=randaug_on_device(stage_config),
       random_erase_prob=float(stage_config.random_erase_prob))
 
 
@@ -151,7 +171,8 @@ def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.D
   Returns:
     A grain DatasetIterator (get_state / set_state for checkpointing) of
     {'image': uint8 [local, S, S, C], 'label': int32 [local]}, plus 'erase_box' int32
-    [local, 4] and 'erase_seed' uint32 [local] when BFT erases (`device_augment.preprocess`
+    [local, 4] and 'erase_seed' uint32 [local] when BFT erases, and 'randaug' float32
+    [local, num_ops, 3] when BFT's RandAugment runs on the device (`device_augment.preprocess`
     turns this into the model's input inside the jitted step).
   """
   local = _local_batch(global_batch_size, process_count)
