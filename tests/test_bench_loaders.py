@@ -17,6 +17,13 @@ def test_folder_of_copies_and_our_batches(tmp_path):
   stop()
   assert batch['image'].shape == (8, 16, 16, 3) and batch['image'].dtype == np.uint8
   assert set(batch) == {'image', 'label', 'erase_box', 'erase_seed'}
+  # The RandAugment-on-device row: the host only draws the ops.
+  batches, stop = loaders.livt_batches(str(tmp_path), 'bft', image_size=16, batch_size=8,
+                                       workers=0, randaug_on='device')
+  batch = next(batches)
+  stop()
+  assert set(batch) == {'image', 'label', 'erase_box', 'erase_seed', 'randaug'}
+  assert batch['randaug'].shape == (8, 2, 3)
 
 
 def test_time_batches_counts_warmup_apart_and_cpu_of_the_work():
@@ -40,13 +47,15 @@ def test_table_has_scaling_and_per_cpu_ratios():
       loaders.Result('livt_jax', 'bft', 2, 190.0, 190.0, 0.1),
       loaders.Result('torch_uint8', 'bft', 1, 50.0, 100.0, 0.1),
       loaders.Result('torch_uint8', 'bft', 2, 80.0, 95.0, 0.1),
+      loaders.Result('livt_jax_ra_device', 'bft', 1, 140.0, 280.0, 0.1),
   ]
   lines = loaders.format_table(results).splitlines()
   assert lines[0] == ('| stage | pipeline | 1w img/s (img/CPU-s) | 2w img/s (img/CPU-s) | '
                       '1->2 w wall (CPU-normalised) | ours / it, per CPU-s |')
   assert lines[2] == '| bft | livt_jax | 100 (200) | 190 (190) | 1.90x (1.90x) | - |'
-  assert lines[3] == '| bft | torch_uint8 | 50 (100) | 80 (95) | 1.60x (1.90x) | 2.00x / 2.00x |'
-  assert len(lines) == 4  # no torch_float rows measured, none printed
+  assert lines[3] == '| bft | livt_jax_ra_device | 140 (280) | - | - | - |'
+  assert lines[4] == '| bft | torch_uint8 | 50 (100) | 80 (95) | 1.60x (1.90x) | 2.00x / 2.00x |'
+  assert len(lines) == 5  # no torch_float rows measured, none printed
 
 
 def test_best_of_rounds_keeps_each_rows_best_rates():

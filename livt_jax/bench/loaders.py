@@ -9,6 +9,8 @@ rand-m9-mstd0.5-inc1, random erasing 0.25), S x S, with the same number of worke
 Rows:
   livt_jax      our pipeline: uint8 out, per-image erasing box + seed (normalise and erase run
                 on the accelerator); one reader thread per worker.
+  livt_jax_ra_device  BFT only: the same with bft.randaug_on='device', the host only draws
+                RandAugment's ops (applied in the train step, not timed here).
   torch_uint8   DataLoader, torchvision RandomResizedCrop/flip + timm RandAugment, PILToTensor:
                 the same uint8 output (erasing cannot run on uint8: left out, as in ours).
   torch_float   the same + ToTensor, Normalize and timm RandomErasing (pixel mode): float32
@@ -39,10 +41,12 @@ _IMAGES = flags.DEFINE_integer('images', 2048, 'JPEGs in the folder (>= warm-up 
 _LONG = flags.DEFINE_integer('long_side', 500, 'Long side of the JPEGs (ImageNet 500).')
 _SIZE = flags.DEFINE_integer('image_size', 224, 'Output side S.')
 _STAGES = flags.DEFINE_list('stages', ['mgp', 'bft'], 'Augmentations to measure.')
+_RA_DEVICE = flags.DEFINE_bool('ra_device', True, "Also time BFT with RandAugment on the "
+                                'device (the livt_jax_ra_device row).')
 _REPEATS = flags.DEFINE_integer('repeats', 2, 'Rounds over all rows (interleaved); the best '
                                 'img/s and img/CPU-s of each row are kept.')
 
-PIPELINES = ('livt_jax', 'torch_uint8', 'torch_float')
+PIPELINES = ('livt_jax', 'livt_jax_ra_device', 'torch_uint8', 'torch_float')
 
 
 @dataclasses.dataclass
@@ -108,9 +112,12 @@ def time_batches(batches: Iterator, batch_size: int, warmup: int, timed: int) ->
   return images / wall, per_cpu, others
 
 
-def livt_batches(root: str, stage: str, image_size: int, batch_size: int,
-                 workers: int) -> tuple[Iterator, Callable[[], None]]:
-  """Our training iterator over root's image folder, and a function that stops it."""
+def livt_batches(root: str, stage: str, image_size: int, batch_size: int, workers: int,
+                 randaug_on: str = 'host') -> tuple[Iterator, Callable[[], None]]:
+  """Our training iterator over root's image folder, and a function that stops it.
+
+  `randaug_on` is bft.randaug_on; 'host' by default, so the row means the same on any machine.
+  """
   from livt_jax import config_defaults  # pylint: disable=g-import-not-at-top
   from livt_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
@@ -120,6 +127,7 @@ def livt_batches(root: str, stage: str, image_size: int, batch_size: int,
   source = sources.load_source(config.dataset, 'train')
   stage_config = config[stage]
   stage_config.image_size = image_size
+  config.bft.randaug_on = randaug_on
   # One reader thread per worker process, as a torch DataLoader worker runs one transform at
   # a time; workers=0 would decode in this process's thread.
   it = pipeline.train_iterator(source, stage=stage, stage_config=stage_config,
@@ -181,7 +189,7 @@ def best_of(results: list[Result]) -> list[Result]:
 
 
 def _ratio(by_key, stage, name, workers) -> str:
-  if name == 'livt_jax':
+  if name.startswith('livt_jax'):  # ours against the torch rows only
     return '-'
   ratios = []
   for w in workers:
@@ -211,6 +219,8 @@ def main(argv):
           f'{batch}, {timed} timed batches; usable CPUs {measure.usable_cpus()}, load average '
           f'{os.getloadavg()[0]:.2f} at start')
     makers = {'livt_jax': livt_batches}
+    if _RA_DEVICE.value:
+      makers['livt_jax_ra_device'] = functools.partial(livt_batches, randaug_on='device')
     if loaders_torch is not None:
       makers['torch_uint8'] = functools.partial(loaders_torch.torch_batches, uint8=True)
       makers['torch_float'] = functools.partial(loaders_torch.torch_batches, uint8=False)
@@ -218,12 +228,14 @@ def main(argv):
       for stage in _STAGES.value:
         for w in workers:
           for name, make in makers.items():
+            if name == 'livt_jax_ra_device' and stage != 'bft':
+              continue  # only BFT has RandAugment
             batches, close = make(root, stage, _SIZE.value, batch, w)
             rate, per_cpu, others = time_batches(batches, batch, warmup=2 + 2 * w, timed=timed)
             close()
             results.append(Result(name, stage, w, rate, per_cpu, others))
             load = '-' if others is None else f'{others:.0%}'
-            print(f'  round {round_index + 1} {stage} {name:11s} workers={w}: {rate:6.0f} img/s, '
+            print(f'  round {round_index + 1} {stage} {name:18s} workers={w}: {rate:6.0f} img/s, '
                   f'{per_cpu or float("nan"):6.0f} img/CPU-s (others kept {load} of the CPUs '
                   'busy)', flush=True)
   print(f'best of {_REPEATS.value} rounds; load average {os.getloadavg()[0]:.2f} at the end')
