@@ -256,10 +256,15 @@ class StageResult:
 
 
 def for_target(config, overrides=None):
-  """A copy of the config as a TPU run resolves it: precision 'auto' -> bfloat16; overrides."""
+  """A copy of the config as a TPU run resolves it: precision 'auto' -> bfloat16, bft.randaug_on
+  'auto' -> 'device'; overrides."""
+  from livt_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from livt_jax.models import factory  # pylint: disable=g-import-not-at-top
   config = copy.deepcopy(config)
   config.precision = factory.resolved_precision(config, platform='tpu')
+  if 'randaug_on' in config.bft:
+    on_device = pipeline.randaug_on_device(config.bft, platform='tpu')
+    config.bft.randaug_on = 'device' if on_device else 'host'
   for key, value in (overrides or {}).items():
     node = config
     *parents, leaf = key.split('.')
