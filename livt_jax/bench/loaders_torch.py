@@ -68,5 +68,16 @@ def torch_batches(root: str, stage: str, image_size: int, batch_size: int, worke
       # unsafe.
       multiprocessing_context='spawn' if workers else None)
   it = iter(loader)
-  stop = getattr(it, '_shutdown_workers', lambda: None)
+  shutdown = getattr(it, '_shutdown_workers', lambda: None)
+
+  def stop():
+    try:
+      shutdown()
+    except RuntimeError as e:
+      # A spawned worker can abort in its C++ teardown at exit ("terminate called without an
+      # active exception"), after it delivered every batch; the timing is already taken.
+      if 'killed by signal' not in str(e):
+        raise
+      print(f'  (torch worker exit: {e})', flush=True)
+
   return (batch for batch, _ in it), stop
