@@ -12,6 +12,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from livt_jax import optim
 from livt_jax import paths
 
 _policies = ocp.checkpoint_managers
@@ -219,6 +220,19 @@ def _vit_name(width, depth) -> str:
   return f'ViT-{names[0]}' if names else 'ViT'
 
 
+def _check_same_average(mngr, step, tree, abstract_state) -> None:
+  """A checkpoint with a weight average (bft.ema_decay > 0) restores only into a config with one,
+  and one without only into a config without: say so before orbax fails on the tree."""
+  stored = optim.stored_ema_params(tree.get('opt_state')) is not None
+  wanted = optim.ema_params(abstract_state.opt_state) is not None
+  if stored != wanted:
+    raise CheckpointMismatchError(
+        f'checkpoint {mngr.directory} step {step} was written '
+        f'{"with" if stored else "without"} a weight average but this config has '
+        f'{"none" if stored else "one"}; set --config.bft.ema_decay '
+        f'{"> 0" if stored else "= 0"} as the run had it (its WORKDIR/config.json)')
+
+
 def _check_same_model(mngr, step, abstract_state) -> None:
   """Compares the stored parameter shapes with the config's before reading any array."""
   try:
@@ -233,6 +247,7 @@ def _check_same_model(mngr, step, abstract_state) -> None:
         mngr, step, ValueError('no parameters in its metadata')))
   have, want = _shapes(stored_params), _shapes(abstract_state.params)
   if have == want:
+    _check_same_average(mngr, step, tree, abstract_state)
     return
   a, b = _model_of(have), _model_of(want)
   where = f'checkpoint {mngr.directory} step {step}'

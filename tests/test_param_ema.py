@@ -133,3 +133,9 @@ def test_a_run_with_ema_evaluates_keeps_and_exports_the_average(tmp_path):
   assert val['top1'] == pytest.approx(result['evals']['val']['top1'], abs=1e-9)
   assert val['ece'] == pytest.approx(result['evals']['val']['ece'], abs=1e-6)
   assert result['best_on_val']['step'] in (3, 6)
+  # A config without the average cannot read this run's state: one clear line says why.
+  plain = past_warmup(**{'bft.ema_decay': 0.0})
+  other = train.build_stage(plain, 'bft', mesh, 14786, 1, 10)
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match=r'written with a weight average.*bft.ema_decay > 0'):
+    train.load_params(plain, other, where)

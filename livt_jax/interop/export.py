@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from livt_jax import optim
 from livt_jax import paths
 from livt_jax.data import registry
 from livt_jax.interop import torch_export
@@ -43,23 +44,8 @@ def read_params(checkpoint_dir, step=None) -> dict:
     raise FileNotFoundError(f'no checkpoint in {checkpoint_dir}')
   state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))['state']
   mngr.close()
-  ema = _find_ema(state['opt_state'])
+  ema = optim.stored_ema_params(state['opt_state'])
   return {'step': step, 'params': _to_numpy(state['params'] if ema is None else ema)}
-
-
-def _find_ema(tree):
-  """`optim.ParamEmaState.ema_params` in a restored optimizer state (named tuples come back as
-  dicts, chains as lists), or None."""
-  if isinstance(tree, dict):
-    if 'ema_params' in tree:
-      return tree['ema_params']
-    tree = list(tree.values())
-  if isinstance(tree, (list, tuple)):
-    for sub in tree:
-      found = _find_ema(sub)
-      if found is not None:
-        return found
-  return None
 
 
 def _to_numpy(tree):
