@@ -342,6 +342,28 @@ def test_mgp_transform_is_a_resized_crop_maybe_flipped():
   assert np.ptp(widths) > 10  # the crop size varies
 
 
+@pytest.mark.parametrize('channels', [1, 3])
+def test_native_size_full_crop_is_the_image_or_its_mirror(channels):
+  # Crop scale 1.0 at the native size: the transform skips PIL; the pixels must be those of the
+  # PIL path (a bicubic resize onto the same grid is the identity) and the draws the same.
+  image = rgb(28, 28, seed=3)[..., :channels]
+  cfg = augment.TrainAugment(image_size=28, mean=MEAN3[:channels], std=STD3[:channels],
+                             crop_scale_min=1.0)
+  flips = 0
+  for seed in range(20):
+    rng = np.random.default_rng(seed)
+    out = augment.train_transform(image, rng, cfg)
+    expect = np.random.default_rng(seed)
+    box = augment.random_resized_crop_box(28, 28, expect, (1.0, 1.0), cfg.crop_ratio)
+    flipped = expect.random() < cfg.hflip_prob
+    assert box == (0, 0, 28, 28)
+    np.testing.assert_array_equal(out, image[:, ::-1] if flipped else image)
+    assert out.dtype == np.uint8 and out.flags.c_contiguous and not np.shares_memory(out, image)
+    assert rng.random() == expect.random()  # the generator is left where the PIL path leaves it
+    flips += flipped
+  assert 4 <= flips <= 16
+
+
 def test_erase_box_distribution():
   boxes = [augment.erase_box(32, np.random.default_rng(s), 1.0) for s in range(200)]
   areas = np.array([b[2] * b[3] for b, _ in boxes]) / 32 ** 2

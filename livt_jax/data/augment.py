@@ -39,10 +39,14 @@ class TrainAugment:
   random_erase_prob: float = 0.0
 
 
-def to_pil(image: np.ndarray) -> Image.Image:
-  """uint8 [H, W, 1|3] -> PIL 'L' / 'RGB'."""
+def _check_shape(image: np.ndarray):
   if image.ndim != 3 or image.shape[-1] not in (1, 3):
     raise ValueError(f'expected an image of shape [H, W, 1|3], got {image.shape}')
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+  """uint8 [H, W, 1|3] -> PIL 'L' / 'RGB'."""
+  _check_shape(image)
   return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
@@ -125,19 +129,26 @@ def train_transform(image: Union[np.ndarray, decode.EncodedImage], rng: np.rando
   its header's size, as for the decoded image, and a JPEG is decoded at the smallest scale
   that keeps the box at least S pixels wide and high (`EncodedImage.decode_for_crop`).
   """
-  if isinstance(image, decode.EncodedImage):
-    width, height = image.size
+  encoded = isinstance(image, decode.EncodedImage)
+  if not encoded:
+    _check_shape(image)
+  width, height = image.size if encoded else (image.shape[1], image.shape[0])
+  box = random_resized_crop_box(width, height, rng, (cfg.crop_scale_min, 1.0), cfg.crop_ratio)
+  host_randaug = cfg.randaug_num_ops > 0 and not cfg.randaug_on_device
+  if (not encoded and not host_randaug and box == (0, 0, width, height)
+      and width == height == cfg.image_size):
+    # Nothing to resample (e.g. crop scale 1.0 at the native size): skip PIL, same pixels.
+    flip = rng.random() < cfg.hflip_prob
+    return np.array(image[:, ::-1] if flip else image)
+  if encoded:
+    img, box = image.decode_for_crop(box, cfg.image_size)
   else:
     img = to_pil(image)
-    width, height = img.size
-  box = random_resized_crop_box(width, height, rng, (cfg.crop_scale_min, 1.0), cfg.crop_ratio)
-  if isinstance(image, decode.EncodedImage):
-    img, box = image.decode_for_crop(box, cfg.image_size)
   # Crop and resize in one resampling pass.
   img = img.resize((cfg.image_size, cfg.image_size), _RESAMPLE, box=box)
   if rng.random() < cfg.hflip_prob:
     img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-  if cfg.randaug_num_ops > 0 and not cfg.randaug_on_device:
+  if host_randaug:
     img = randaugment.rand_augment(
         img, rng, num_ops=cfg.randaug_num_ops, magnitude=cfg.randaug_magnitude,
         magnitude_std=cfg.randaug_magnitude_std,

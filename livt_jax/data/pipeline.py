@@ -49,12 +49,13 @@ def _read_options(read_threads: int, prefetch: int) -> grain.ReadOptions:
                            prefetch_buffer_size=max(threads, prefetch or 1))
 
 
-class _TrainOrder:
-  """Random access: this process's k-th training example -> (epoch, record index).
+class _TrainBatches:
+  """Random access: this process's k-th local batch -> (epoch, record indices [local]).
 
   Each epoch is a seeded permutation of all records; its first steps * global_batch
   positions form the epoch's batches, and process p reads the rows [p * L, (p + 1) * L) of
-  each global batch. Endless: the length is sys.maxsize.
+  each global batch. Endless: the length is sys.maxsize. One element per batch, not per
+  record: grain's per-element bookkeeping costs as much as a small image's augmentation.
   """
 
   def __init__(self, num_records: int, global_batch: int, local_batch: int,
@@ -64,7 +65,7 @@ class _TrainOrder:
     self._local = local_batch
     self._offset = process_index * local_batch
     self._seed = seed
-    self._per_epoch = steps_per_epoch(num_records, global_batch) * local_batch
+    self._per_epoch = steps_per_epoch(num_records, global_batch)
     self._cache = {}
     self._lock = threading.Lock()
 
@@ -91,10 +92,11 @@ class _TrainOrder:
         self._cache[epoch] = perm
       return perm
 
-  def __getitem__(self, k: int) -> tuple[int, int]:
-    epoch, r = divmod(int(k), self._per_epoch)
-    batch, row = divmod(r, self._local)
-    return epoch, int(self.permutation(epoch)[batch * self._global + self._offset + row])
+  def __getitem__(self, k: int) -> tuple[int, np.ndarray]:
+    # Epochs hold a whole number of batches, so a batch never straddles two epochs.
+    epoch, batch = divmod(int(k), self._per_epoch)
+    start = batch * self._global + self._offset
+    return epoch, self.permutation(epoch)[start:start + self._local]
 
 
 def _train_example(epoch_and_index, *, source, seed, stage_id, cfg):
@@ -111,6 +113,13 @@ def _train_example(epoch_and_index, *, source, seed, stage_id, cfg):
     example['erase_box'], example['erase_seed'] = augment.erase_box(
         cfg.image_size, rng, cfg.random_erase_prob)
   return example
+
+
+def _train_batch(epoch_and_indices, **kwargs):
+  """A local batch of one epoch's records: `_train_example` of each, stacked."""
+  epoch, indices = epoch_and_indices
+  examples = [_train_example((epoch, int(index)), **kwargs) for index in indices]
+  return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
 
 
 def randaug_on_device(stage_config, platform: str | None = None) -> bool:
@@ -182,11 +191,9 @@ def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.D
     raise ValueError(f'{len(source)} training records are fewer than one global batch '
                      f'({global_batch_size})')
   cfg = train_augment_config(stage, stage_config, dataset_info)
-  order = _TrainOrder(len(source), global_batch_size, local, process_index, seed)
-  ds = grain.MapDataset.source(order).map(functools.partial(
-      _train_example, source=source, seed=seed, stage_id=_STAGE_IDS[stage], cfg=cfg))
-  # Epochs hold a whole number of local batches, so a batch never straddles two epochs.
-  ds = ds.batch(local, drop_remainder=True)
+  batches = _TrainBatches(len(source), global_batch_size, local, process_index, seed)
+  ds = grain.MapDataset.source(batches).map(functools.partial(
+      _train_batch, source=source, seed=seed, stage_id=_STAGE_IDS[stage], cfg=cfg))
   ds = ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer))
   if workers > 0:
     _absl_flags_parsed()  # grain's workers read absl flags
