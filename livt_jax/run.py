@@ -176,9 +176,16 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
     best_params, step, val = best
     epoch = step / bft.plan.steps_per_epoch
     label = f'best on {name} {metric} (epoch {epoch:.1f}, {name} {metric} {100 * val[metric]:.1f})'
-    _say(f'evaluate: {label}')
-    result['best_on_val'] = {**test_metrics(best_params, label), 'step': step, 'epoch': epoch,
-                             'val': val}
+    if trained_here and step == bft.plan.run_steps:
+      # The best is the final model (the same parameters): its test figures are those above.
+      _say(f'evaluate: {label} = the final model')
+      same = {k: v for k, v in result.items() if k != 'evals'}
+      result['best_on_val'] = {**same, 'model_choice': label, 'step': step, 'epoch': epoch,
+                               'val': val}
+    else:
+      _say(f'evaluate: {label}')
+      result['best_on_val'] = {**test_metrics(best_params, label), 'step': step,
+                               'epoch': epoch, 'val': val}
     del best_params
   result['convention'] = {
       'many_threshold': config.dataset.many_threshold,

@@ -138,3 +138,20 @@ def test_tfds_records_reach_the_crop_encoded(tmp_path):
     got = augment.train_transform(record['image'], np.random.default_rng(seed), cfg)
     expected = augment.train_transform(source[0]['image'], np.random.default_rng(seed), cfg)
     assert np.abs(got.astype(np.int16) - expected).mean() < 5.0
+
+
+def test_benchmarked_decoders_give_the_same_crop(tmp_path):
+  # bench.decoders times each decoder on the same boxes: each must produce that box's crop
+  # (a swapped box axis or a wrong scale shows as a large difference), not merely run.
+  from livt_jax.bench import decoders  # pylint: disable=g-import-not-at-top
+  paths = jpegs.write_jpeg_folder(str(tmp_path), 6, long_side=320)
+  files = [open(p, 'rb').read() for p in paths]  # pylint: disable=consider-using-with
+  boxes = decoders.crop_boxes(files, seed=3)
+  available = {n: f for n, f in decoders.variants().items() if not isinstance(f, str)}
+  assert {'pil_full', 'pil_draft', 'tf_crop'} <= set(available)
+  for data, box in zip(files, boxes):
+    reference = decoders.pil_full(data, box, 64).astype(np.int16)
+    for name, fn in available.items():
+      out = fn(data, box, 64)
+      assert out.shape == (64, 64, 3) and out.dtype == np.uint8, name
+      assert np.abs(out - reference).mean() < 8, (name, box)  # a reduced decode: ~4

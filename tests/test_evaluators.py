@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from livt_jax import evaluate
 from livt_jax import evaluators
 from livt_jax import run
 from livt_jax import validate
@@ -105,6 +106,29 @@ def test_bft_keeps_the_best_on_val_and_reports_both(tmp_path, capsys):
   assert saved['best_on_val']['step'] == best['step']
   assert 'best on val top1' in (tmp_path / 'report' / 'report.md').read_text()
   assert list((tmp_path / 'tensorboard' / 'val').iterdir())
+
+
+def test_best_on_val_at_the_last_step_is_not_evaluated_twice(tmp_path, monkeypatch):
+  # Val is evaluated only at the end, so the best model is the final one: one test pass, and
+  # its figures are reported for both.
+  config = past_warmup(**{'stages': 'bft,evaluate', 'bft.init_from': 'scratch',
+                          'max_steps': 6, 'checkpoint_every_steps': 100,
+                          'evals.val.every_epochs': 100.0})
+  config.dataset.val_per_class = 100
+  splits = []
+  real_evaluate = evaluate.evaluate
+
+  def counting(config, model, params, sharding, source, *args, **kwargs):
+    splits.append(len(source))
+    return real_evaluate(config, model, params, sharding, source, *args, **kwargs)
+
+  monkeypatch.setattr(evaluate, 'evaluate', counting)
+  result = run.run(config, str(tmp_path))
+  best = result['best_on_val']
+  assert best['step'] == 6 and best['model_choice'].startswith('best on val top1')
+  assert splits.count(10000) == 1  # the test set once
+  for key in ('top1', 'many', 'medium', 'few', 'ece', 'mce', 'per_class_accuracy'):
+    assert best[key] == result[key], key
 
 
 def test_val_evaluator_is_left_out_where_there_is_no_val_split(tmp_path, capsys):

@@ -8,9 +8,12 @@ S x S uint8 crop (decode, then PIL bicubic crop+resize, as `augment.train_transf
   pil_draft    PIL at the scale the crop allows (1/2, 1/4, 1/8: `decode.EncodedImage`, ours)
   simplejpeg   simplejpeg.decode_jpeg with min_width/min_height (libjpeg-turbo's n/8 scales)
   turbojpeg    PyTurboJPEG decode at the smallest libjpeg-turbo scale that keeps the crop >= S
-The last two run only where installed (`pip install simplejpeg "PyTurboJPEG<2"`; PyTurboJPEG
-also needs the libturbojpeg shared library, Debian's `libturbojpeg0`, which is libjpeg-turbo
-2.1 on Debian 12: PyTurboJPEG 2.x refuses anything below 3.0). Single thread, img/s.
+  tf_crop      TensorFlow's decode_and_crop_jpeg: libjpeg-turbo decodes only the crop's
+               rows and columns (full scale), then the same resize
+simplejpeg and turbojpeg run only where installed (`pip install simplejpeg "PyTurboJPEG<2"`;
+PyTurboJPEG also needs the libturbojpeg shared library, Debian's `libturbojpeg0`, which is
+libjpeg-turbo 2.1 on Debian 12: PyTurboJPEG 2.x refuses anything below 3.0). Single thread,
+img/s.
 """
 import io
 import math
@@ -77,10 +80,25 @@ def make_turbojpeg():
   return run
 
 
+def make_tf_crop():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # One thread, as the other variants: the rate is per core.
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+
+  def run(data: bytes, box, size: int) -> np.ndarray:
+    left, top, right, bottom = box
+    pixels = tf.io.decode_and_crop_jpeg(data, [top, left, bottom - top, right - left],
+                                        channels=3).numpy()
+    return np.asarray(Image.fromarray(pixels).resize((size, size), _RESAMPLE))
+  return run
+
+
 def variants() -> dict:
   """name -> fn(bytes, box, size), or name -> the reason it is missing."""
   out = {'pil_full': pil_full, 'pil_draft': pil_draft}
-  for name, make in (('simplejpeg', make_simplejpeg), ('turbojpeg', make_turbojpeg)):
+  for name, make in (('simplejpeg', make_simplejpeg), ('turbojpeg', make_turbojpeg),
+                     ('tf_crop', make_tf_crop)):
     try:
       out[name] = make()
     except (ImportError, OSError, RuntimeError) as e:
