@@ -82,9 +82,11 @@ def make_turbojpeg():
 
 def make_tf_crop():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  # One thread, as the other variants: the rate is per core.
-  tf.config.threading.set_intra_op_parallelism_threads(1)
-  tf.config.threading.set_inter_op_parallelism_threads(1)
+  try:  # One thread, as the other variants: the rate is per core.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+  except RuntimeError:  # TensorFlow already started in this process: its pools stay
+    pass
 
   def run(data: bytes, box, size: int) -> np.ndarray:
     left, top, right, bottom = box
