@@ -15,13 +15,12 @@ PyTurboJPEG also needs the libturbojpeg shared library, Debian's `libturbojpeg0`
 libjpeg-turbo 2.1 on Debian 12: PyTurboJPEG 2.x refuses anything below 3.0). Single thread,
 img/s.
 """
+import argparse
 import io
 import math
 import tempfile
 import time
 
-from absl import app
-from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -29,10 +28,6 @@ from livt_jax.bench import jpegs
 from livt_jax.data import augment
 from livt_jax.data import decode
 
-_LONG = flags.DEFINE_integer('long_side', 500, 'Long side of the generated JPEGs.')
-_SIZE = flags.DEFINE_integer('image_size', 224, 'Crop output side S.')
-_IMAGES = flags.DEFINE_integer('images', 60, 'Generated JPEGs.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Passes over the images (best one is kept).')
 
 _RESAMPLE = Image.Resampling.BICUBIC
 
@@ -125,27 +120,34 @@ def rate(fn, files, boxes, size: int, repeats: int) -> float:
   return best
 
 
-def main(argv):
-  del argv
+def main():
+  # argparse, not absl flags: importing this module (tests) must not define global flags that
+  # collide with the other benchmarks'.
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--long_side', type=int, default=500, help='long side of the JPEGs')
+  parser.add_argument('--image_size', type=int, default=224, help='crop output side S')
+  parser.add_argument('--images', type=int, default=60, help='generated JPEGs')
+  parser.add_argument('--repeats', type=int, default=3, help='passes (the best is kept)')
+  args = parser.parse_args()
   with tempfile.TemporaryDirectory() as root:
-    paths = jpegs.write_jpeg_folder(root, _IMAGES.value, long_side=_LONG.value)
+    paths = jpegs.write_jpeg_folder(root, args.images, long_side=args.long_side)
     files = [open(p, 'rb').read() for p in paths]  # pylint: disable=consider-using-with
   boxes = crop_boxes(files)
-  size = _SIZE.value
+  size = args.image_size
   reference = [pil_full(d, b, size) for d, b in zip(files, boxes)]
   reduced = sum(decode.reduction(b, size) > 1 for b in boxes)
   kilobytes = np.mean([len(f) for f in files]) / 1e3
-  print(f'{len(files)} JPEGs, long side {_LONG.value}, mean {kilobytes:.0f} KB; crop -> {size} px;'
-        f' {reduced} of {len(boxes)} crops allow a reduced PIL decode')
+  print(f'{len(files)} JPEGs, long side {args.long_side}, mean {kilobytes:.0f} KB; '
+        f'crop -> {size} px; {reduced} of {len(boxes)} crops allow a reduced PIL decode')
   for name, fn in variants().items():
     if isinstance(fn, str):
       print(f'  {name:11s} {fn}')
       continue
     diff = np.mean([np.abs(fn(d, b, size).astype(np.int16) - r).mean()
                     for d, b, r in zip(files, boxes, reference)])
-    print(f'  {name:11s} {rate(fn, files, boxes, size, _REPEATS.value):7.0f} img/s  '
+    print(f'  {name:11s} {rate(fn, files, boxes, size, args.repeats):7.0f} img/s  '
           f'mean |diff| vs pil_full {diff:.2f} / 255')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()
