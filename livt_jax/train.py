@@ -143,14 +143,15 @@ def progress_line(stage: str, step: int, total: int, images_per_sec: float, loss
 
 def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
           init_encoder: Callable[[], Any] | None = None,
-          after_step: Callable[[int, Any], None] | None = None):
+          after_step: Callable[[int, Any], float | None] | None = None):
   """Trains one stage to its last step, resuming from the workdir.
 
   Args:
     init_encoder: called only when the stage starts fresh; returns the encoder parameters to
       start from (BFT after MGP), or None for a random initialisation.
-    after_step: called with (step, params) after every step, before that step's checkpoint is
-      saved (the evaluators: `evaluators.EvalHook`); params are the EMA when the stage keeps one.
+    after_step: called with (step, state) after every step, before that step's checkpoint is
+      saved (the evaluators: `evaluators.EvalHook`, which evaluates
+      `train_state.model_params(state)`: the EMA when the stage keeps one).
 
   Returns:
     The final train state, or None when the stage had already finished (nothing restored).
@@ -226,7 +227,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
       if after_step is not None:
         # img/s and ETA count training time only: the hook returns the seconds it spent
         # after this step's result was ready (waiting for the step itself is training).
-        t0 += after_step(step, train_state.model_params(state)) or 0.0
+        t0 += after_step(step, state) or 0.0
       stop = stopper.should_stop(step)
       if stop or step == total or mngr.should_save(step):
         _check_finite(pending, stage.name, ckpt_dir)
