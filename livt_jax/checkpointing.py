@@ -223,7 +223,7 @@ def _vit_name(width, depth) -> str:
 def _check_same_average(mngr, step, tree, abstract_state) -> None:
   """A checkpoint with a weight average (bft.ema_decay > 0) restores only into a config with one,
   and one without only into a config without: say so before orbax fails on the tree."""
-  stored = optim.stored_ema_params(tree.get('opt_state')) is not None
+  stored = optim.ema_params(tree.get('opt_state')) is not None
   wanted = optim.ema_params(abstract_state.opt_state) is not None
   if stored != wanted:
     raise CheckpointMismatchError(

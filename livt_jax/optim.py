@@ -134,23 +134,11 @@ def track_param_ema(decay: float) -> optax.GradientTransformation:
 
 
 def ema_params(opt_state, default=None):
-  """The parameter average that `track_param_ema` keeps in `opt_state`, else `default`."""
+  """The parameter average that `track_param_ema` keeps in `opt_state`, else `default`.
+
+  Also finds it in an optimizer state read back without a target (orbax metadata or a raw
+  restore, where named tuples come back as dicts and chains as lists)."""
   return optax.tree.get(opt_state, 'ema_params', default)
-
-
-def stored_ema_params(tree):
-  """`ParamEmaState.ema_params` in an optimizer state read back without a target (orbax
-  metadata or a raw restore: named tuples come back as dicts, chains as lists), or None."""
-  if isinstance(tree, dict):
-    if 'ema_params' in tree:
-      return tree['ema_params']
-    tree = list(tree.values())
-  if isinstance(tree, (list, tuple)):
-    for sub in tree:
-      found = stored_ema_params(sub)
-      if found is not None:
-        return found
-  return None
 
 
 def make_optimizer(params, *, learning_rate: float | Schedule, b1: float, b2: float,

@@ -44,7 +44,7 @@ def read_params(checkpoint_dir, step=None) -> dict:
     raise FileNotFoundError(f'no checkpoint in {checkpoint_dir}')
   state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))['state']
   mngr.close()
-  ema = optim.stored_ema_params(state['opt_state'])
+  ema = optim.ema_params(state['opt_state'])
   return {'step': step, 'params': _to_numpy(state['params'] if ema is None else ema)}
 
 
