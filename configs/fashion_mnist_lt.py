@@ -35,6 +35,10 @@ def get_config(arg=None):
   c.dataset.val_per_class = 100
   c.evals.val.every_epochs = 2.0
 
+  # Two JAX devices on the 2-core CPU: the step runs data parallel, one thread each (ViT-mu
+  # steps ~8-10% faster than one device over both cores; see config_defaults).
+  c.cpu_devices = 2
+
   c.model.variant = 'mu'
   c.model.patch_size = 7
   c.model.decoder_depth = 2
@@ -51,7 +55,7 @@ def get_config(arg=None):
   c.mgp.crop_scale_min = 0.8
 
   c.bft.image_size = 28
-  c.bft.epochs = 16
+  c.bft.epochs = 20
   c.bft.warmup_epochs = 1
   c.bft.batch_size = 128
   c.bft.base_lr = 2e-3
@@ -75,5 +79,6 @@ def get_config(arg=None):
 
   c.evaluate.batch_size = 1000
   c.log_every_steps = 50
-  c.checkpoint_every_steps = 500
+  # Stages of ~4-6 minutes: a save every ~2 minutes (each costs ~1 s of a 2-core CPU).
+  c.checkpoint_every_steps = 1000
   return c

@@ -31,7 +31,7 @@ EXPECTED = {
     # name: (dataset, classes, num_train, imbalance, variant, patch, channels, mgp, bft);
     # num_train after the validation hold-out (100 per class Fashion-MNIST, 20 CIFAR).
     'fashion_mnist_lt': ('fashion_mnist_lt', 10, 14_786, 100, 'mu', 7, 1,
-                         (28, 20, 1, 128, 2e-3), (28, 16, 1, 128, 2e-3)),
+                         (28, 20, 1, 128, 2e-3), (28, 20, 1, 128, 2e-3)),
     'cifar10_lt': ('cifar10_lt', 10, 12_386, 100, 'B', 4, 3, CIFAR_MGP, CIFAR_BFT),
     'cifar10_lt:imb=10': ('cifar10_lt', 10, 20_411, 10, 'B', 4, 3, CIFAR_MGP, CIFAR_BFT),
     'cifar100_lt': ('cifar100_lt', 100, 10_827, 100, 'B', 4, 3, CIFAR_MGP, CIFAR_BFT),
@@ -50,9 +50,9 @@ def _config_flag(name):
   return f'--config=configs/{base}.py' + (f':{arg}' if arg else '')
 
 
-def _run(args):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={DEVICES}',
-             JAX_PLATFORMS='cpu', LIVT_MALLOC_TUNING='0')
+def _run(args, xla_flags=f'--xla_force_host_platform_device_count={DEVICES}'):
+  env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS='cpu', LIVT_MALLOC_TUNING='0')
+  env.pop('JAX_NUM_CPU_DEVICES', None)
   return subprocess.run([sys.executable, '-m', 'livt_jax.main', *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
 
@@ -77,9 +77,17 @@ def runs(tmp_path_factory):
       'bad mask ratio': ['--config=configs/places_lt.py', '--dry_run',
                          '--config.mgp.mask_ratio=1.2'],
       'bad config argument': ['--config=configs/cifar10_lt.py:gamma=10', '--dry_run'],
+      'bad cpu devices': ['--config=configs/cifar10_lt.py', '--dry_run',
+                          '--config.cpu_devices=-1'],
   })
+  # No device count in XLA_FLAGS: config.cpu_devices decides.
+  fashion = ['--config=configs/fashion_mnist_lt.py', '--dry_run']
+  own_count = {'fashion_mnist_lt cpu_devices': fashion,
+               'fashion_mnist_lt cpu_devices=0': fashion + ['--config.cpu_devices=0']}
   with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
     futures = {name: pool.submit(_run, args) for name, args in commands.items()}
+    futures.update({name: pool.submit(_run, args, xla_flags='')
+                    for name, args in own_count.items()})
     return {name: f.result() for name, f in futures.items()}
 
 
@@ -190,9 +198,19 @@ def _message_lines(stderr):
   return [l for l in stderr.splitlines() if l.strip() and not re.match(r'[IWEF]\d{4} ', l)]
 
 
+def test_cpu_devices_splits_the_cpu_unless_xla_flags_set_a_count(runs):
+  # The embedded default asks for 2 CPU devices; 0 keeps JAX's one; an explicit
+  # --xla_force_host_platform_device_count (the other runs here: 8) wins over the config.
+  assert 'devices: 2 (mesh data=2 x fsdp=1)' in runs['fashion_mnist_lt cpu_devices'].stdout
+  assert 'devices: 1 (mesh data=1 x fsdp=1)' in runs['fashion_mnist_lt cpu_devices=0'].stdout
+  assert f'devices: {DEVICES} (mesh' in runs['fashion_mnist_lt'].stdout
+
+
 @pytest.mark.parametrize('name, message', [
     ('bad loss', "livt_jax: error: config.bft.loss='nope': use one of ce, bal_ce, bce, bal_bce, "
                  'cb_ce, cb_bce, focal, ldam_drw, lade, ib, nt_bce, bal_nt_bce'),
+    ('bad cpu devices', "livt_jax: error: config.cpu_devices=-1: use 0 (JAX's default, one CPU "
+                        'device) or the number of CPU devices to make, e.g. the number of cores'),
     ('bad mask ratio', 'livt_jax: error: config.mgp.mask_ratio=1.2: use a ratio strictly '
                        'between 0 and 1, e.g. 0.75'),
 ])

@@ -345,7 +345,8 @@ def test_mgp_transform_is_a_resized_crop_maybe_flipped():
 @pytest.mark.parametrize('channels', [1, 3])
 def test_native_size_full_crop_is_the_image_or_its_mirror(channels):
   # Crop scale 1.0 at the native size: the transform skips PIL; the pixels must be those of the
-  # PIL path (a bicubic resize onto the same grid is the identity) and the draws the same.
+  # PIL path (a bicubic resize onto the same grid is the identity) and the draws the same: scale
+  # (1, 1) draws no box, so the flip is the generator's first draw.
   image = rgb(28, 28, seed=3)[..., :channels]
   cfg = augment.TrainAugment(image_size=28, mean=MEAN3[:channels], std=STD3[:channels],
                              crop_scale_min=1.0)
@@ -354,14 +355,23 @@ def test_native_size_full_crop_is_the_image_or_its_mirror(channels):
     rng = np.random.default_rng(seed)
     out = augment.train_transform(image, rng, cfg)
     expect = np.random.default_rng(seed)
-    box = augment.random_resized_crop_box(28, 28, expect, (1.0, 1.0), cfg.crop_ratio)
     flipped = expect.random() < cfg.hflip_prob
-    assert box == (0, 0, 28, 28)
     np.testing.assert_array_equal(out, image[:, ::-1] if flipped else image)
     assert out.dtype == np.uint8 and out.flags.c_contiguous and not np.shares_memory(out, image)
     assert rng.random() == expect.random()  # the generator is left where the PIL path leaves it
     flips += flipped
   assert 4 <= flips <= 16
+
+
+def test_crop_scale_one_is_the_whole_image_without_draws():
+  # Square or within the aspect range: the whole image; 2:1 (outside 3/4..4/3): the widest
+  # centred crop within the range, as torchvision's fallback. No draw in either case.
+  ratio = (3 / 4, 4 / 3)
+  for (w, h), box in {(28, 28): (0, 0, 28, 28), (32, 27): (0, 0, 32, 27),
+                      (40, 20): (6, 0, 33, 20)}.items():
+    rng = np.random.default_rng(0)
+    assert augment.random_resized_crop_box(w, h, rng, (1.0, 1.0), ratio) == box
+    assert rng.random() == np.random.default_rng(0).random()
 
 
 def test_erase_box_distribution():

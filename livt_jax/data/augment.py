@@ -58,10 +58,15 @@ def from_pil(img: Image.Image) -> np.ndarray:
 def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
                             scale: tuple[float, float],
                             ratio: tuple[float, float]) -> tuple[int, int, int, int]:
-  """torchvision's RandomResizedCrop box (left, top, right, bottom): 10 tries, then centre."""
+  """torchvision's RandomResizedCrop box (left, top, right, bottom): 10 tries, then centre.
+
+  Scale (1, 1) draws nothing and takes the fallback at once: the whole image when its aspect is
+  within `ratio` (torchvision's tries, whose area is the whole image's, succeed only near aspect
+  1, and then crop at most a pixel row or column of a non-square image).
+  """
   area = width * height
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-  for _ in range(10):
+  for _ in range(10 if scale[0] < 1.0 else 0):
     target_area = area * rng.uniform(scale[0], scale[1])
     aspect = math.exp(rng.uniform(*log_ratio))
     w = int(round(math.sqrt(target_area * aspect)))
