@@ -62,7 +62,7 @@ def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
 
   Scale (1, 1) draws nothing and takes the fallback at once: the whole image when its aspect is
   within `ratio` (torchvision's tries, whose area is the whole image's, succeed only near aspect
-  1, and then crop at most a pixel row or column of a non-square image).
+  1, and then crop about a pixel row or column at most from a non-square image).
   """
   area = width * height
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
