@@ -143,9 +143,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.precision = 'auto'
   c.remat = False
   # CPU-only hosts: split the CPU into this many JAX devices, so the step runs data parallel
-  # with one thread per device instead of one step over all cores (the embedded default's small
-  # ViT: 8-10% faster with 2 devices on 2 cores); 0 keeps JAX's one CPU device. Ignored on GPU/TPU, and where
-  # XLA_FLAGS (--xla_force_host_platform_device_count) or JAX_NUM_CPU_DEVICES set a count.
+  # (each device its share of the batch) instead of one step over all cores (the embedded
+  # default's small ViT: 8-10% faster with 2 devices on 2 cores); 0 keeps JAX's one CPU device.
+  # Ignored on GPU/TPU, and where XLA_FLAGS (--xla_force_host_platform_device_count) or
+  # JAX_NUM_CPU_DEVICES set a count.
   c.cpu_devices = 0
   c.grad_accum_steps = 1
   c.log_every_steps = 50

@@ -93,8 +93,7 @@ def _clear_errors() -> tuple[type, ...]:
 def _split_cpu_into_devices(config):
   """`config.cpu_devices` > 0: JAX makes this many CPU devices, before its backends start.
 
-  On a CPU-only host the mesh then runs data parallel over them, each device's step on its own
-  thread. An explicit device count (XLA_FLAGS' --xla_force_host_platform_device_count or
+  On a CPU-only host the mesh then runs the step data parallel over them. An explicit device count (XLA_FLAGS' --xla_force_host_platform_device_count or
   JAX_NUM_CPU_DEVICES, as tests and simulations set) wins. GPU/TPU runs are unaffected (JAX's
   default backend is the accelerator).
   """
