@@ -40,6 +40,7 @@ import sys
 
 import jax
 
+from livt_jax import distributed
 from livt_jax import host_malloc
 from livt_jax import sharding
 from livt_jax.bench import measure
@@ -74,7 +75,8 @@ def parse_args(argv=None):
   p.add_argument('--remat', action='store_true')
   p.add_argument('--cpu_devices', type=int, default=0,
                  help='CPU-only hosts: split the CPU into this many JAX devices, the step data '
-                      'parallel over them (config.cpu_devices); 0: JAX\'s one device')
+                      'parallel over them (config.cpu_devices; a device count in XLA_FLAGS '
+                      'wins); 0: JAX\'s one device')
   p.add_argument('--vs_torch', action='store_true', help='also time the PyTorch (timm) model')
   p.add_argument('--peak_tflops', type=float, default=None,
                  help='peak FLOP/s per device in TFLOP/s for MFU (default: looked up)')
@@ -98,8 +100,10 @@ def main(argv=None):
   # writers), and timm's import of torchvision/triton segfaults in a process that holds it.
   from livt_jax.bench import jax_runner  # pylint: disable=g-import-not-at-top
   load_before = ' '.join(f'{x:.2f}' for x in os.getloadavg())
-  if args.cpu_devices:
-    jax.config.update('jax_num_cpu_devices', args.cpu_devices)
+  try:
+    distributed.split_cpu_into_devices(args.cpu_devices, '--cpu_devices')
+  except ValueError as e:
+    sys.exit(str(e))
   config = workload.make_config(args)
   mesh = sharding.make_mesh(config)
   device = jax.devices()[0]

@@ -1,7 +1,26 @@
-"""Multi-process start-up: `jax.distributed.initialize` when the run spans several processes."""
+"""Process start-up, before JAX's backends start: the CPU device count (`split_cpu_into_devices`)
+and `jax.distributed.initialize` when the run spans several processes."""
 import os
 
 from absl import logging
+
+
+def split_cpu_into_devices(count, name: str = 'config.cpu_devices'):
+  """`count` > 0: JAX makes this many CPU devices (call before its backends start).
+
+  On a CPU-only host the mesh then runs the step data parallel over them. An explicit device
+  count (XLA_FLAGS' --xla_force_host_platform_device_count or JAX_NUM_CPU_DEVICES, as tests and
+  simulations set) wins. GPU/TPU runs are unaffected (JAX's default backend is the accelerator).
+  `name` is what the error message calls the setting.
+  """
+  if not isinstance(count, int) or count < 0:
+    raise ValueError(f'{name}={count!r}: use 0 (JAX\'s default, one CPU device) '
+                     'or the number of CPU devices to make, e.g. the number of cores')
+  explicit = ('xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
+              or os.environ.get('JAX_NUM_CPU_DEVICES'))
+  if count and not explicit:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update('jax_num_cpu_devices', count)
 
 
 def is_multiprocess_env() -> bool:

@@ -90,24 +90,6 @@ def _clear_errors() -> tuple[type, ...]:
   return tuple(types)
 
 
-def _split_cpu_into_devices(config):
-  """`config.cpu_devices` > 0: JAX makes this many CPU devices, before its backends start.
-
-  On a CPU-only host the mesh then runs the step data parallel over them. An explicit device count (XLA_FLAGS' --xla_force_host_platform_device_count or
-  JAX_NUM_CPU_DEVICES, as tests and simulations set) wins. GPU/TPU runs are unaffected (JAX's
-  default backend is the accelerator).
-  """
-  count = config.get('cpu_devices', 0)
-  if not isinstance(count, int) or count < 0:
-    raise ValueError(f'config.cpu_devices={count!r}: use 0 (JAX\'s default, one CPU device) '
-                     'or the number of CPU devices to make, e.g. the number of cores')
-  explicit = ('xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
-              or os.environ.get('JAX_NUM_CPU_DEVICES'))
-  if count and not explicit:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.config.update('jax_num_cpu_devices', count)
-
-
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -117,7 +99,7 @@ def _main(argv):
   held = _quiet_console()
   # Imports after flag parsing: jax must see the distributed/platform settings first.
   try:
-    _split_cpu_into_devices(FLAGS.config)
+    distributed.split_cpu_into_devices(FLAGS.config.get('cpu_devices', 0))
   except ValueError as e:
     print(f'livt_jax: error: {e}', file=sys.stderr)
     return 2
