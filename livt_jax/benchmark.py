@@ -64,7 +64,8 @@ def parse_args(argv=None):
   p.add_argument('--warmup', type=int, default=3, help='untimed steps after compiling')
   p.add_argument('--repeats', type=int, default=1,
                  help='timed rounds of --steps steps, interleaved across the runners (fairer on a busy machine)')
-  p.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'))
+  p.add_argument('--precision', default='float32', choices=('float32', 'bfloat16', 'bf16_matmul'),
+                 help='bf16_matmul: JAX only; PyTorch runs float32 beside it (bfloat16: autocast)')
   p.add_argument('--decoder_depth', type=int, default=8)
   p.add_argument('--decoder_width', type=int, default=512)
   p.add_argument('--decoder_heads', type=int, default=16)

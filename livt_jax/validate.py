@@ -13,7 +13,7 @@ from livt_jax.models import vit
 STAGES = ('mgp', 'bft', 'evaluate')
 LOSSES = losses.LOSSES
 BIAS_FORMS = ('paper', 'official')
-PRECISIONS = ('auto', 'float32', 'bfloat16')
+PRECISIONS = ('auto', 'float32', 'bfloat16', 'bf16_matmul')
 POSEMBS = ('fixed', 'learned')
 # PyTorch state-dict files that bft.init_from / evaluate.checkpoint also take (interop).
 TORCH_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.pth.tar', '.ckpt')

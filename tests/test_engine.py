@@ -108,10 +108,11 @@ def test_nan_guard_keeps_state_and_reports():
     train._check_finite([(7, metrics['finite'] & False)], 'bft', '/tmp/x')  # pylint: disable=protected-access
 
 
+@pytest.mark.parametrize('precision', ['bfloat16', 'bf16_matmul'])
 @pytest.mark.parametrize('stage_name', ['mgp', 'bft'])
-def test_bf16_compute_stays_close_to_float32(stage_name):
+def test_bf16_compute_stays_close_to_float32(stage_name, precision):
   start, ref, ref_losses, _, _ = _train(past_warmup(), stage_name)
-  _, bf16, bf16_losses, _, _ = _train(past_warmup(precision='bfloat16'), stage_name)
+  _, bf16, bf16_losses, _, _ = _train(past_warmup(precision=precision), stage_name)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(bf16))  # f32 master params
   np.testing.assert_allclose(bf16_losses, ref_losses, rtol=3e-2)
   assert bf16_losses != ref_losses  # bf16 really was used

@@ -146,7 +146,8 @@ def build_torch_runner(stage_name: str, args, flops: float | None) -> measure.Ru
   run(args.warmup)
   runner = measure.Runner(
       stage_name, 'torch', run, rss_before=rss_before, flops=flops, loss=lambda: last['loss'],
-      impl=f'torch {torch.__version__} {impl}, {torch.get_num_threads()} threads')
+      impl=f'torch {torch.__version__} {impl}, {torch.get_num_threads()} threads, '
+           f"{'autocast bfloat16' if args.precision == 'bfloat16' else 'float32'}")
   runner.peak_rss = measure.peak_rss_bytes()
   if dev == 'cuda':
     runner.device_peak = int(torch.cuda.max_memory_allocated())

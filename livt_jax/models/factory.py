@@ -19,7 +19,13 @@ def resolved_precision(config, platform: str | None = None) -> str:
 
 
 def compute_dtype(config):
+  """Activations' dtype: bfloat16 only for 'bfloat16' ('bf16_matmul' keeps float32)."""
   return jnp.bfloat16 if resolved_precision(config) == 'bfloat16' else jnp.float32
+
+
+def bf16_matmul(config) -> bool:
+  """'bf16_matmul': float32 compute, the linear layers' operands rounded to bfloat16."""
+  return resolved_precision(config) == 'bf16_matmul'
 
 
 def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.ViT:
@@ -31,7 +37,7 @@ def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.V
       patch_size=config.model.patch_size, num_classes=num_classes, pool=config.model.pool,
       drop_path=config.bft.drop_path if drop_path is None else drop_path,
       dtype=compute_dtype(config), remat=config.remat, pretrain_grid=(pretrain, pretrain),
-      posemb=config.model.get('posemb', 'fixed'))
+      posemb=config.model.get('posemb', 'fixed'), bf16_matmul=bf16_matmul(config))
 
 
 def build_mae(config) -> mae.MAE:
@@ -41,7 +47,7 @@ def build_mae(config) -> mae.MAE:
       patch_size=config.model.patch_size, decoder_width=config.model.decoder_width,
       decoder_depth=config.model.decoder_depth, decoder_heads=config.model.decoder_heads,
       mask_ratio=config.mgp.mask_ratio, norm_pix_loss=config.mgp.norm_pix_loss,
-      dtype=compute_dtype(config), remat=config.remat)
+      dtype=compute_dtype(config), remat=config.remat, bf16_matmul=bf16_matmul(config))
 
 
 def init_fn(model, image_shape):

@@ -88,6 +88,7 @@ class MAE(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   gelu_approximate: bool = False
+  bf16_matmul: bool = False  # precision 'bf16_matmul': see vit.bf16_matmul
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = True):
@@ -108,11 +109,13 @@ class MAE(nn.Module):
     keep_ids, mask, ids_restore = random_masking(noise, self.mask_ratio)
 
     encoder = vit.Encoder(self.width, self.depth, self.num_heads, p, self.mlp_ratio, 0.0,
-                          self.dtype, self.remat, self.gelu_approximate, name='encoder')
+                          self.dtype, self.remat, self.gelu_approximate,
+                          bf16_matmul=self.bf16_matmul, name='encoder')
     latent = encoder.encode_visible(images, keep_ids, train=train)  # [B, 1 + K, width]
 
     # Decoder input: kept tokens then one mask token per removed patch, un-shuffled.
-    x = vit.dense(self.decoder_width, ('embed', None), self.dtype, 'decoder_embed')(latent)
+    x = vit.dense(self.decoder_width, ('embed', None), self.dtype, 'decoder_embed',
+                  bf16_matmul=self.bf16_matmul)(latent)
     mask_token = self.param('mask_token', nn.with_logical_partitioning(
         nn.initializers.normal(0.02), (None, None, 'vec')), (1, 1, self.decoder_width),
                             jnp.float32)
@@ -126,9 +129,10 @@ class MAE(nn.Module):
     block = vit.block_class(self.remat)
     for i in range(self.decoder_depth):
       x = block(self.decoder_heads, self.mlp_ratio, 0.0, self.dtype, self.gelu_approximate,
-                name=f'decoder_block_{i}')(x, train)
+                self.bf16_matmul, name=f'decoder_block_{i}')(x, train)
     x = vit.layer_norm(self.dtype, 'decoder_norm')(x)
-    pred = vit.dense(p * p * c, ('embed', 'patch'), self.dtype, 'decoder_pred')(x)
+    pred = vit.dense(p * p * c, ('embed', 'patch'), self.dtype, 'decoder_pred',
+                     bf16_matmul=self.bf16_matmul)(x)
     pred = pred[:, 1:].astype(jnp.float32)
 
     loss = mae_loss(pred, patchify(images, p), mask, self.norm_pix_loss)
