@@ -17,6 +17,7 @@ from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources
 from livt_jax.interop import stages as torch_checkpoints
+from livt_jax.models import factory
 
 SCRATCH = validate.INIT_FROM_SCRATCH  # bft.init_from value for a randomly initialised encoder
 
@@ -80,6 +81,9 @@ def run(config, workdir) -> dict | None:
   _say(f'{info.name}: {len(train_source)} training images, {len(counts)} classes '
        f'(largest {max(counts)}, smallest {min(counts)}); stages {",".join(stages)}; '
        f'devices {jax.device_count()}; workdir {workdir}')
+  slow_bf16 = factory.slow_bf16_matmul_note(config, factory.cpu_flags())
+  if slow_bf16:
+    _say(slow_bf16)
 
   head_bias = steps.initial_head_bias(config, counts)
 

@@ -21,6 +21,10 @@ def tiny_config(**overrides):
   spec.loader.exec_module(module)
   c = module.get_config()
   c.model.variant = 'nano'
+  # The base default (float32 on CPU, bfloat16 on TPU): the engine's tests compare float32
+  # numerics with tight tolerances. The embedded default's 'bf16_matmul' is covered by
+  # test_bf16_matmul and by the end-to-end run through main.
+  c.precision = 'auto'
   c.model.decoder_depth, c.model.decoder_width, c.model.decoder_heads = 1, 32, 2
   c.mgp.batch_size = c.bft.batch_size = 16
   c.evaluate.batch_size = 1000

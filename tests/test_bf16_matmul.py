@@ -80,3 +80,39 @@ def test_mae_tree_is_the_same_under_bf16_matmul():
     tree = jax.eval_shape(factory.init_fn(model, (32, 32, 3)), jax.random.key(0))
     shapes.append(jax.tree.map(lambda a: (a.shape, a.dtype), nn.unbox(tree['params'])))
   assert shapes[0] == shapes[1]
+
+
+def _config(precision):
+  config = config_defaults.get_base_config()
+  config.precision = precision
+  return config
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+  info = tmp_path / 'cpuinfo'
+  info.write_text('processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512f avx512_bf16\n')
+  assert factory.cpu_flags(str(info)) == {'fpu', 'sse2', 'avx512f', 'avx512_bf16'}
+  (tmp_path / 'arm').write_text('processor\t: 0\nFeatures\t: fp asimd bf16\n')
+  assert factory.cpu_flags(str(tmp_path / 'arm')) is None
+  assert factory.cpu_flags(str(tmp_path / 'missing')) is None
+
+
+@pytest.mark.parametrize('flags,warns', [
+    (frozenset({'avx512f', 'avx512_bf16'}), False),
+    (frozenset({'amx_bf16'}), False),
+    (frozenset({'avx2', 'avx512f'}), True),   # AVX-512 without its bf16 extension: emulated
+    (None, True),                             # flags unreadable: say it could not be checked
+])
+def test_slow_bf16_matmul_note_on_cpu(flags, warns):
+  note = factory.slow_bf16_matmul_note(_config('bf16_matmul'), flags, platform='cpu')
+  assert (note is not None) == warns
+  if warns:
+    assert '--config.precision=float32' in note
+    assert ('could not be checked' in note) == (flags is None)
+
+
+def test_slow_bf16_matmul_note_only_for_bf16_matmul_on_cpu():
+  plain = frozenset({'avx2'})
+  assert factory.slow_bf16_matmul_note(_config('float32'), plain, platform='cpu') is None
+  assert factory.slow_bf16_matmul_note(_config('bfloat16'), plain, platform='cpu') is None
+  assert factory.slow_bf16_matmul_note(_config('bf16_matmul'), plain, platform='tpu') is None

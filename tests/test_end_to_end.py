@@ -35,7 +35,7 @@ def test_main_runs_mgp_bft_evaluate_and_writes_report(tmp_path):
   assert os.listdir(workdir / 'tensorboard' / 'mgp')
 
   # The saved model evaluated alone (here on 8 devices instead of 2) gives the same report.
-  config = tiny_config(stages='evaluate')
+  config = tiny_config(stages='evaluate', precision='bf16_matmul')  # as the config trained
   config.evaluate.checkpoint = str(workdir / 'bft' / 'checkpoints')
   again = run.run(config, str(tmp_path / 'eval_only'))
   assert again['num_examples'] == 10000

@@ -28,6 +28,37 @@ def bf16_matmul(config) -> bool:
   return resolved_precision(config) == 'bf16_matmul'
 
 
+# x86 CPU flags of instructions that multiply bfloat16 natively; without one, XLA:CPU emulates
+# bf16 dots and 'bf16_matmul' is slower than float32.
+NATIVE_BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> frozenset | None:
+  """The first CPU's x86 feature flags, or None where they cannot be read (not Linux, ARM)."""
+  try:
+    with open(cpuinfo) as f:
+      for line in f:
+        if line.startswith('flags'):
+          return frozenset(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return None
+
+
+def slow_bf16_matmul_note(config, flags: frozenset | None, platform: str | None = None) -> str | None:
+  """A line for the console when 'bf16_matmul' runs on a CPU that may lack native bf16 dots."""
+  if resolved_precision(config, platform) != 'bf16_matmul':
+    return None
+  if (platform or jax.default_backend()) != 'cpu':
+    return None
+  if flags is not None and any(f in flags for f in NATIVE_BF16_CPU_FLAGS):
+    return None
+  seen = 'shows no' if flags is not None else 'could not be checked for'
+  return (f'precision bf16_matmul: this CPU {seen} AVX512-BF16 / AMX-BF16 instructions; without '
+          'them XLA emulates the bfloat16 matmuls and the step is likely slower than in '
+          'float32. Add --config.precision=float32 to run the same recipe in float32.')
+
+
 def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.ViT:
   """The BFT classifier; its position table is MGP's, resized when BFT's grid differs."""
   v = vit.get_variant(config.model.variant)
