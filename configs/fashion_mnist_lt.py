@@ -1,4 +1,5 @@
-"""LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (just under 10 minutes).
+"""LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (8-11 minutes,
+depending on the host).
 
 Run:
   python -m livt_jax.main --config=configs/fashion_mnist_lt.py --workdir=runs/fmnist
@@ -23,7 +24,8 @@ devices. MGP batch 256 was faster but not better on val (mean 84.0 vs 84.3 over 
 Precision 'bf16_matmul' (the linear layers multiply bfloat16 operands, float32 elsewhere) was
 taken for time, not accuracy: 8:53 / 7:56 instead of 9:47 / 9:49 (seeds 0 / 1), val top-1
 84.1 / 83.1 against 83.7 / 84.8 in float32 (mean 83.6 vs 84.3, within the noise of two runs on
-1000 images), test top-1 84.5% / 84.3% (float32: 84.3% / 84.4%) on this 2-core machine (README).
+1000 images), test top-1 84.5% / 84.3% (float32: 84.3% / 84.4%) on a 2-core machine; on a
+slower 2-core host the run took 10:49-11:16 (seed 0, 84.3%; README).
 """
 from livt_jax import config_defaults
 
