@@ -289,12 +289,11 @@ def abstract_batch(config, stage_name: str, data: DataFacts, global_batch: int, 
   size = config[stage_name].image_size
   record = {'image': np.zeros(info.image_shape or (size, size, data.channels), np.uint8),
             'label': 0}
-  example = pipeline._train_example(  # pylint: disable=protected-access
-      (0, 0), source=[record], seed=config.seed,
-      stage_id=pipeline._STAGE_IDS[stage_name],  # pylint: disable=protected-access
-      cfg=pipeline.train_augment_config(stage_name, config[stage_name], info))
-  return {k: jax.ShapeDtypeStruct((global_batch, *np.shape(v)), np.asarray(v).dtype,
-                                  sharding=sharding) for k, v in example.items()}
+  spec = pipeline.train_batch_spec([record], stage=stage_name, stage_config=config[stage_name],
+                                   dataset_info=info, global_batch_size=global_batch,
+                                   seed=config.seed)
+  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+          for k, (shape, dtype) in spec.items()}
 
 
 def compile_stage(config, stage_name: str, devices, data: DataFacts, hbm_bytes: int,

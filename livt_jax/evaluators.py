@@ -16,7 +16,6 @@ import functools
 import time
 from typing import Any, Callable
 
-from clu import metric_writers
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -150,6 +149,8 @@ class EvalHook:
   def __init__(self, evaluators, workdir, steps_per_epoch: int, last_step: int, say):
     self.evaluators = evaluators
     self.steps_per_epoch, self.last_step, self.say = steps_per_epoch, last_step, say
+    # Imported here: clu's writers load TensorFlow (see run._import_in_background).
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top
     self.writers = {e.name: metric_writers.create_default_writer(
         paths.native(paths.resolve(workdir) / 'tensorboard' / e.name),
         just_logging=jax.process_index() > 0) for e in evaluators}

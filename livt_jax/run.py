@@ -1,7 +1,8 @@
 """Runs the configured LiVT stages in order: MGP -> BFT -> evaluate."""
+import importlib
 import os
+import threading
 
-from clu import metric_writers
 import jax
 
 from livt_jax import evaluate
@@ -61,8 +62,17 @@ def _loader(config, build, where):
   return lambda: train.encoder_from(train.load_params(config, build('mgp'), where))
 
 
+def _import_in_background(name: str):
+  """Starts importing `name` on another thread. clu's metric writers load TensorFlow (~5 s of
+  one core here), which the stages need only at their first log line: loaded meanwhile, it
+  overlaps the data loading and the first compiles (which release the GIL). An `import` of the
+  same module elsewhere waits for this one to finish (Python's per-module import lock)."""
+  threading.Thread(target=importlib.import_module, args=(name,), name=f'import {name}').start()
+
+
 def run(config, workdir) -> dict | None:
   """Runs every stage of `config.stages`; returns the evaluation result if evaluated."""
+  _import_in_background('clu.metric_writers')
   jax.config.update('jax_threefry_partitionable', True)  # masks independent of the sharding
   stages = validate.parse_stages(config)
   torch_checkpoints.adapt_config(config, stages, _say)  # before config.json and any model
@@ -198,6 +208,7 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
     out_dir = workdir / 'report'
     md = report.write(result, counts, out_dir,
                       f'LiVT on {info.name}: ViT-{config.model.variant}, loss {config.bft.loss}')
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top
     writer = metric_writers.create_default_writer(paths.native(workdir / 'tensorboard' / 'eval'))
     writer.write_scalars(0, {k: result[k] for k in ('top1', 'many', 'medium', 'few', 'ece', 'mce')
                              if result[k] is not None})

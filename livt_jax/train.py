@@ -4,6 +4,7 @@ Shapes first (`eval_shape`), shardings from the model's logical axes, the state 
 sharded by a jitted init, the state donated to the step, checkpoints with the data position, and
 a NaN/inf guard that stops the run without saving anything corrupt.
 """
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -115,6 +116,15 @@ def compile_step(stage: Stage, loss_fn, mesh, config):
                  donate_argnums=0)
 
 
+def _abstract_batch(source, stage: Stage, config, info, mesh) -> dict:
+  spec = pipeline.train_batch_spec(
+      source, stage=stage.name, stage_config=config[stage.name], dataset_info=info,
+      global_batch_size=stage.plan.global_batch, seed=config.seed)
+  batch_sharding = sharding.batch_sharding(mesh)
+  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
+          for k, (shape, dtype) in spec.items()}
+
+
 def _check_finite(pending: list, stage_name: str, ckpt_dir: str):
   for step, finite in pending:
     if not bool(jax.device_get(finite)):
@@ -173,6 +183,16 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
       process_index=jax.process_index(), process_count=jax.process_count(),
       read_threads=config.dataset.read_threads, prefetch_buffer=config.dataset.prefetch_buffer,
       workers=config.dataset.workers)
+  step_fn = compile_step(stage, loss_fn, mesh, config)
+  # The step compiles on a second thread while the state is initialised or restored below (XLA
+  # compiles each executable on one core; on a 2-core CPU host this saves ~5 s per stage). jit
+  # keeps the executable: the first step call does not compile again.
+  compiling = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='compile_step')
+  accounting_future = compiling.submit(
+      chips.accounting_for_step, step_fn, stage.abstract_state,
+      _abstract_batch(source, stage, config, info, mesh), list(mesh.devices.flat),
+      config.get('peak_tflops'), config.grad_accum_steps)
+  compiling.shutdown(wait=False)
   if start is not None:
     state = checkpointing.restore(mngr, stage.abstract_state, iterator)
     say(f'{stage.name}: resuming from step {int(state.step)} in {ckpt_dir}')
@@ -181,8 +201,6 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
     state = stage.init_state(jax.random.key(config.seed), encoder)
     del encoder
   start = int(jax.device_get(state.step))
-
-  step_fn = compile_step(stage, loss_fn, mesh, config)
   # Imported here: clu's writers load TensorFlow (~0.5 GB RSS, seconds of start-up), which the
   # step itself never needs (the benchmark builds steps with this module and no writer).
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
@@ -197,16 +215,13 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
         logdir=paths.native(paths.resolve(workdir) / 'profile' / stage.name)))
   batches = prefetch.DevicePrefetch(iterator, lambda b: sharding.global_batch(b, mesh),
                                     size=config.dataset.device_prefetch)
+  # FLOPs of the compiled step and the device's peak: TFLOP/s and MFU.
+  accounting = accounting_future.result()
   pending, t0, n0 = [], time.perf_counter(), start
-  accounting = None  # FLOPs of the compiled step and the device's peak: TFLOP/s and MFU
   with preemption.StopOnSignal() as stopper:
     for step in range(start + 1, total + 1):
       with jax.profiler.StepTraceAnnotation(stage.name, step_num=step):
         batch = next(batches)
-        if accounting is None:  # compiles the step once; the call below reuses the executable
-          accounting = chips.accounting_for_step(step_fn, state, batch, list(mesh.devices.flat),
-                                                 config.get('peak_tflops'),
-                                                 config.grad_accum_steps)
         state, metrics = step_fn(state, batch)
       pending.append((step, metrics['finite']))
       for hook in hooks:

@@ -7,6 +7,7 @@ makes jax try the TPU backend), so every compile runs in one child process
 it: `.venv/bin/pip install --target .libtpu -r requirements-tpu-aot.txt`).
 """
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -259,7 +260,7 @@ def _scalars(event_dir) -> dict:
   return out
 
 
-def test_a_cpu_run_logs_tflops_and_mfu_from_the_compiled_step(tmp_path, monkeypatch):
+def test_a_cpu_run_logs_tflops_and_mfu_from_the_compiled_step(tmp_path, monkeypatch, caplog):
   seen, real = [], chips.accounting_for_step
 
   def recording(*args, **kwargs):
@@ -270,7 +271,18 @@ def test_a_cpu_run_logs_tflops_and_mfu_from_the_compiled_step(tmp_path, monkeypa
   config = tiny_config(**{'stages': 'bft', 'bft.init_from': 'scratch', 'max_steps': 4,
                           'log_every_steps': 2, 'checkpoint_every_steps': 100,
                           'peak_tflops': 0.25})
-  run.run(config, str(tmp_path / 'run'))
+  # The step is compiled for abstract arguments on a second thread while the state is made;
+  # the first real call must reuse that executable, not compile the step again.
+  jax.config.update('jax_log_compiles', True)
+  try:
+    with caplog.at_level(logging.WARNING):
+      run.run(config, str(tmp_path / 'run'))
+  finally:
+    jax.config.update('jax_log_compiles', False)
+  step_compiles = [r for r in caplog.records
+                   if 'Finished XLA compilation of jit(step)' in r.getMessage()]
+  assert len(step_compiles) == 1, [r.getMessage() for r in step_compiles]
+  assert step_compiles[0].threadName.startswith('compile_step')
   assert len(seen) == 1 and seen[0].flops_per_step > 0 and seen[0].num_devices == 8
   scalars = _scalars(tmp_path / 'run' / 'tensorboard' / 'bft')
   for step in (2, 4):
