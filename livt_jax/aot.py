@@ -275,13 +275,8 @@ def for_target(config, overrides=None):
 
 
 def abstract_batch(config, stage_name: str, data: DataFacts, global_batch: int, sharding):
-  """The global batch the training input pipeline feeds the step, as ShapeDtypeStructs.
-
-  One example is made from a blank record by the pipeline's own host transform (uint8 image,
-  label, and BFT's random-erasing box and seed), so the keys, dtypes and shapes are what
-  training sends; each leaf gets the global batch dimension and the batch sharding.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
+  """The global batch the training input pipeline feeds the step, as ShapeDtypeStructs with
+  the batch sharding (`pipeline.abstract_train_batch` of a blank record: there is no data)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from livt_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from livt_jax.data import registry  # pylint: disable=g-import-not-at-top
@@ -289,11 +284,9 @@ def abstract_batch(config, stage_name: str, data: DataFacts, global_batch: int, 
   size = config[stage_name].image_size
   record = {'image': np.zeros(info.image_shape or (size, size, data.channels), np.uint8),
             'label': 0}
-  spec = pipeline.train_batch_spec([record], stage=stage_name, stage_config=config[stage_name],
-                                   dataset_info=info, global_batch_size=global_batch,
-                                   seed=config.seed)
-  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-          for k, (shape, dtype) in spec.items()}
+  return pipeline.abstract_train_batch(
+      [record], stage=stage_name, stage_config=config[stage_name], dataset_info=info,
+      global_batch_size=global_batch, seed=config.seed, sharding=sharding)
 
 
 def compile_stage(config, stage_name: str, devices, data: DataFacts, hbm_bytes: int,

@@ -156,16 +156,19 @@ def train_augment_config(stage: str, stage_config,
       random_erase_prob=float(stage_config.random_erase_prob))
 
 
-def train_batch_spec(source, *, stage: str, stage_config, dataset_info: registry.DatasetInfo,
-                     global_batch_size: int, seed: int) -> dict[str, tuple[tuple, np.dtype]]:
-  """{key: (shape, dtype)} of the global batches `train_iterator` sends, from its own host
-  transform of the source's first record: what the step can be compiled for before any batch
-  is read (the training loop compiles it while the state is initialised)."""
+def abstract_train_batch(source, *, stage: str, stage_config,
+                         dataset_info: registry.DatasetInfo, global_batch_size: int, seed: int,
+                         sharding=None) -> dict:
+  """The global batch `train_iterator` sends, as jax.ShapeDtypeStructs with `sharding`: made
+  from the source's first record by the pipeline's own host transform, so the keys, dtypes and
+  shapes are what training sends. The step can be compiled for it before any batch is read (the
+  training loop compiles it while the state is initialised; the AOT plan, with no data)."""
+  import jax  # pylint: disable=g-import-not-at-top
   example = _train_example(
       (0, 0), source=source, seed=seed, stage_id=_STAGE_IDS[stage],
       cfg=train_augment_config(stage, stage_config, dataset_info))
-  return {k: ((global_batch_size, *np.shape(v)), np.asarray(v).dtype)
-          for k, v in example.items()}
+  return {k: jax.ShapeDtypeStruct((global_batch_size, *np.shape(v)), np.asarray(v).dtype,
+                                  sharding=sharding) for k, v in example.items()}
 
 
 def train_iterator(source, *, stage: str, stage_config, dataset_info: registry.DatasetInfo,
