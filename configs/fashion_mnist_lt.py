@@ -25,8 +25,8 @@ not tell the options apart (mean val over seeds 0 / 1: 83.6 against 84.3 in floa
 whose mean val top-1 (seeds 0 and 1) is within 0.5 points of the best. On the 1000-image val
 that was 16 / 16 (84.6, against 84.4 and 84.3); on a larger val estimate of the same models
 (class-balanced top-1 on 9,100 unused training images: README) it is 16 / 20 (85.10, against
-85.02 for 16 / 16 and 85.57 for 20 / 20, which does not fit 10 minutes). MGP batch 256 was
-faster but not better on val (84.0 vs 84.3).
+85.02 for 16 / 16 and 85.57 for 20 / 20, which does not fit 10 minutes; a pick within the
+noise: README). MGP batch 256 was faster but not better on val (84.0 vs 84.3).
 """
 from livt_jax import config_defaults
 

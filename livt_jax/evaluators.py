@@ -6,8 +6,9 @@
                             select_best='top1')
 
 'classification' computes top-1, Many/Medium/Few, ECE and MCE of the current parameters on
-`split` every `every_epochs` epochs and at the last step, writes them to TensorBoard
-(WORKDIR/tensorboard/<name>) and to the console. With `select_best`, the parameters with the
+`split` (and the class-balanced top-1, shown where the split is class-imbalanced: see
+dataset.val_max_per_class) every `every_epochs` epochs and at the last step, writes them to
+TensorBoard (WORKDIR/tensorboard/<name>) and to the console. With `select_best`, the parameters with the
 best value of that metric so far are kept in WORKDIR/bft/best (orbax, one step kept, with its
 metrics), next to the last checkpoint; selection on the 'test' split is refused (validate.py).
 """
@@ -30,9 +31,9 @@ from livt_jax.data import registry
 from livt_jax.data import sources
 
 TYPES = ('classification',)
-SELECTABLE = {'top1': 'max', 'many': 'max', 'medium': 'max', 'few': 'max', 'ece': 'min',
-              'mce': 'min'}
-SCALARS = ('top1', 'many', 'medium', 'few', 'ece', 'mce')
+SELECTABLE = {'top1': 'max', 'balanced_top1': 'max', 'many': 'max', 'medium': 'max',
+              'few': 'max', 'ece': 'min', 'mce': 'min'}
+SCALARS = ('top1', 'balanced_top1', 'many', 'medium', 'few', 'ece', 'mce')
 BEST_DIR = ('bft', 'best')
 
 
@@ -181,8 +182,11 @@ class EvalHook:
       self.last[ev.name] = {'step': step, **scalars}
       self.writers[ev.name].write_scalars(step, scalars)
       epoch = step / self.steps_per_epoch
+      # balanced_top1 only where it differs: on a class-balanced split it is top1.
+      shown = {k: v for k, v in scalars.items()
+               if k != 'balanced_top1' or abs(v - scalars['top1']) > 1e-9}
       self.say(f'{ev.name} @ epoch {epoch:.2f}: ' + ' | '.join(
-          f'{k} {100 * v:.1f}' for k, v in scalars.items()))
+          f'{k} {100 * v:.1f}' for k, v in shown.items()))
       if ev is self.selector:
         self._keep_if_best(step, params, scalars)
     return time.perf_counter() - start

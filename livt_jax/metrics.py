@@ -62,7 +62,10 @@ def classification_metrics(logits, labels, class_counts, *, many_threshold: int,
                for g, idx in groups.items()}
   ece, mce, bins = calibration(probs.max(-1), correct, num_bins)
   return {
-      'top1': float(correct.mean()), **group_acc, 'ece': ece, 'mce': mce,
+      'top1': float(correct.mean()),
+      # The mean of the per-class accuracies: top1 of a class-balanced set, and its estimate
+      # from a class-imbalanced one (a larger val split: dataset.val_max_per_class).
+      'balanced_top1': float(np.nanmean(per_class)), **group_acc, 'ece': ece, 'mce': mce,
       'num_examples': int(len(labels)),
       'group_sizes': {g: int(len(idx)) for g, idx in groups.items()},
       'per_class_accuracy': [None if np.isnan(a) else float(a) for a in per_class],

@@ -206,7 +206,7 @@ def _check_checkpoint_dir(field, path, what_to_do):
 
 
 EVAL_TYPES = ('classification',)
-EVAL_SELECTABLE = ('top1', 'many', 'medium', 'few', 'ece', 'mce')
+EVAL_SELECTABLE = ('top1', 'balanced_top1', 'many', 'medium', 'few', 'ece', 'mce')
 
 
 def _check_evals(config):
@@ -214,6 +214,13 @@ def _check_evals(config):
   vpc = config.dataset.get('val_per_class', 0)
   if not isinstance(vpc, int) or isinstance(vpc, bool) or vpc < 0:
     _fail('dataset.val_per_class', vpc, 'use a whole number of images per class >= 0, e.g. 20')
+  vmax = config.dataset.get('val_max_per_class', 0) or 0
+  if not isinstance(vmax, int) or isinstance(vmax, bool) or vmax < 0:
+    _fail('dataset.val_max_per_class', vmax, 'use a whole number of images per class >= 0 '
+          '(0: dataset.val_per_class each)')
+  if vmax and not vpc:
+    _fail('dataset.val_max_per_class', vmax, 'it enlarges the val split that '
+          'dataset.val_per_class holds out: set that too, e.g. --config.dataset.val_per_class=20')
   selecting = []
   for name, ev in sorted(config.get('evals', {}).items()):
     if ev.get('type') not in EVAL_TYPES:

@@ -402,3 +402,15 @@ def test_command_line_prints_one_error_line(tmp_path, bft_checkpoint):
     assert 'Traceback' not in r.stderr, (name, r.stderr[-3000:])
     errors = [l for l in r.stderr.splitlines() if l.startswith('livt_jax: error:')]
     assert len(errors) == 1 and errors[0].startswith(expected), (name, r.stderr[-3000:])
+
+
+@pytest.mark.parametrize('overrides, expected', [
+    ({'dataset.val_per_class': 0, 'dataset.val_max_per_class': 500},
+     'config.dataset.val_max_per_class=500: it enlarges the val split that '
+     'dataset.val_per_class holds out: set that too, e.g. --config.dataset.val_per_class=20'),
+    ({'dataset.val_max_per_class': -3},
+     'config.dataset.val_max_per_class=-3: use a whole number of images per class >= 0 '
+     '(0: dataset.val_per_class each)'),
+])
+def test_a_larger_val_needs_a_held_out_val_and_a_count(overrides, expected):
+  assert _config_error(_with(tiny_config(), **overrides)) == expected

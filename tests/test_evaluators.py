@@ -38,6 +38,23 @@ def test_lt_split_holds_out_a_balanced_disjoint_val_and_keeps_the_lt_subset():
   assert len(no_val) == 0
 
 
+def test_lt_split_val_max_per_class_adds_unused_images_and_changes_nothing_else():
+  labels = np.repeat(np.arange(5), 100)
+  np.random.default_rng(0).shuffle(labels)
+  sizes = longtail.lt_class_sizes(100, 5, 10)  # [100, 56, 31, 17, 10]
+  train, val = longtail.lt_split(labels, sizes, None, seed=3, val_per_class=8)
+  big_train, big_val = longtail.lt_split(labels, sizes, None, seed=3, val_per_class=8,
+                                         val_max_per_class=50)
+  np.testing.assert_array_equal(big_train, train)
+  assert set(val) < set(big_val)
+  assert not set(big_train) & set(big_val)
+  # The head has 8 unused images (all in val); the others 44, 69, 83, 90 unused.
+  assert np.bincount(labels[big_val], minlength=5).tolist() == [8, 44, 50, 50, 50]
+  assert len(set(big_val)) == len(big_val)
+  again = longtail.lt_split(labels, sizes, None, seed=3, val_per_class=8, val_max_per_class=50)
+  np.testing.assert_array_equal(again[1], big_val)
+
+
 def test_lt_split_refuses_to_leave_a_class_without_training_images():
   labels = np.repeat(np.arange(3), 10)
   with pytest.raises(ValueError, match='lower dataset.val_per_class'):
@@ -139,3 +156,22 @@ def test_val_evaluator_is_left_out_where_there_is_no_val_split(tmp_path, capsys)
   assert 'evaluator val: fashion_mnist_lt has no val split' in capsys.readouterr().out
   assert 'best_on_val' not in result
   assert evaluators.selection(config) == ('val', 'top1')
+
+
+def test_a_larger_class_imbalanced_val_selects_on_balanced_top1(tmp_path, capsys):
+  config = past_warmup(**{'stages': 'bft,evaluate', 'bft.init_from': 'scratch',
+                          'max_steps': 6, 'checkpoint_every_steps': 100,
+                          'evals.val.every_epochs': 100.0,
+                          'evals.val.select_best': 'balanced_top1'})
+  config.dataset.val_per_class = 100
+  config.dataset.val_max_per_class = 300
+  val = sources.load_source(config.dataset, 'val')
+  # Fashion-MNIST-LT: the head class has only its 100 held-out images, the others 300 each.
+  assert np.bincount(val.labels, minlength=10).tolist() == [100] + [300] * 9
+  result = run.run(config, str(tmp_path))
+  out = capsys.readouterr().out
+  line = re.search(r'val @ epoch [\d.]+: top1 ([\d.]+) \| balanced_top1 ([\d.]+) \|', out)
+  assert line, out
+  best = result['best_on_val']
+  assert best['model_choice'].startswith('best on val balanced_top1')
+  assert best['val']['balanced_top1'] == pytest.approx(float(line.group(2)) / 100, abs=6e-4)

@@ -55,6 +55,23 @@ def test_metrics_match_reference():
   assert 0 < got['ece'] < got['mce'] < 1
 
 
+def test_balanced_top1_is_the_mean_of_per_class_accuracies_on_an_imbalanced_set():
+  rng = np.random.default_rng(1)
+  counts = np.array([500, 100, 10])
+  labels = np.repeat(np.arange(3), [10, 40, 150])  # imbalanced: top1 != balanced top1
+  logits = rng.normal(size=(200, 3))
+  logits[np.arange(200), labels] += np.where(labels == 2, 3.0, 0.3)  # the big class is easy
+  got = metrics.classification_metrics(logits, labels, counts, many_threshold=100,
+                                       few_threshold=20, num_bins=15)
+  top1, _, _, _, _, _, per_class = _reference(logits, labels, counts, 100, 20, 15)
+  assert got['top1'] == top1
+  assert abs(got['balanced_top1'] - sum(per_class) / 3) < 1e-12
+  assert got['balanced_top1'] < got['top1'] - 0.05
+  balanced = metrics.classification_metrics(logits[:30], np.arange(30) % 3, counts,
+                                            many_threshold=100, few_threshold=20)
+  assert abs(balanced['balanced_top1'] - balanced['top1']) < 1e-12
+
+
 def test_perfectly_confident_and_right_is_calibrated():
   labels = np.arange(10) % 5
   logits = np.full((10, 5), -1e4)

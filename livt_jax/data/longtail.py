@@ -86,8 +86,9 @@ def lt_subsample_indices(labels: np.ndarray, sizes: Sequence[int],
 
 
 def lt_split(labels: np.ndarray, sizes: Sequence[int], class_order: Optional[Sequence[int]],
-             seed: int, val_per_class: int) -> tuple[np.ndarray, np.ndarray]:
-  """The LT training subset and a balanced validation set from the images it left unused.
+             seed: int, val_per_class: int,
+             val_max_per_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The LT training subset and a validation set from the images it left unused.
 
   Every class gives `val_per_class` validation images drawn from the images the LT rule does
   not keep, so validation is disjoint from the training subset (and from test, a separate
@@ -95,6 +96,11 @@ def lt_split(labels: np.ndarray, sizes: Sequence[int], class_order: Optional[Seq
   over (always the head: n_max of n_max), keeps `len(class) - val_per_class` instead; every
   other class keeps exactly the images it keeps without validation, so the LT subset stays the
   published one except for that cap.
+
+  `val_max_per_class` > val_per_class adds, per class, up to val_max_per_class - val_per_class
+  more of its unused images (a draw of its own: the balanced val above and the training subset
+  stay the same). Val is then class-imbalanced (the head has nothing left: val_per_class only),
+  which the class-balanced top-1 (`metrics.classification_metrics`) accounts for.
 
   Returns:
     (train_indices, val_indices), both sorted int64 indices into `labels`; val is empty when
@@ -120,4 +126,12 @@ def lt_split(labels: np.ndarray, sizes: Sequence[int], class_order: Optional[Seq
   val = [np.random.default_rng(children[cls]).choice(
       np.flatnonzero(unused & (labels == cls)), size=val_per_class, replace=False)
          for cls in range(len(sizes))]
+  extra = max(0, val_max_per_class - val_per_class)
+  if extra:
+    unused[np.concatenate(val)] = False
+    more = np.random.SeedSequence([seed, 2]).spawn(len(sizes))
+    for cls in range(len(sizes)):
+      left = np.flatnonzero(unused & (labels == cls))
+      val.append(np.random.default_rng(more[cls]).choice(
+          left, size=min(extra, len(left)), replace=False))
   return train, np.sort(np.concatenate(val).astype(np.int64))

@@ -94,7 +94,8 @@ def _lt_subset(cfg, labels: np.ndarray, info: registry.DatasetInfo, split: str) 
   sizes = longtail.lt_class_sizes(info.lt_n_max, info.num_classes, cfg.imbalance)
   order = longtail.class_order_permutation(cfg.class_order, info.num_classes,
                                            cfg.class_order_seed)
-  train, val = longtail.lt_split(labels, sizes, order, cfg.subset_seed, _val_per_class(cfg))
+  train, val = longtail.lt_split(labels, sizes, order, cfg.subset_seed, _val_per_class(cfg),
+                                int(getattr(cfg, 'val_max_per_class', 0) or 0))
   return train if split == 'train' else val
 
 
