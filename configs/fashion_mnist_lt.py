@@ -93,6 +93,6 @@ def get_config(arg=None):
 
   c.evaluate.batch_size = 1000
   c.log_every_steps = 50
-  # Stages of ~3-4 minutes: a save every ~1.5 minutes (each costs ~1 s of a 2-core CPU).
+  # Stages of ~3.5-6 minutes: a save every ~1.5-2.5 minutes (each costs ~1 s of a 2-core CPU).
   c.checkpoint_every_steps = 1000
   return c
