@@ -43,8 +43,8 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
           reports.append(json.load(f))
     row = {'point': point, 'seeds': len(reports), 'planned': len(runs),
            'failed': [r['workdir'] for r in runs if r['workdir'] in failed]}
-    vals = [rep['evals']['val']['top1'] for rep in reports
-            if rep.get('evals', {}).get('val', {}).get('top1') is not None]
+    vals = [_val_top1(rep['evals']['val']) for rep in reports
+            if _val_top1(rep.get('evals', {}).get('val', {})) is not None]
     row['val_top1'] = _stats(vals) if vals and len(vals) == len(reports) else None
     for m in METRICS:
       finals = [rep[m] for rep in reports if rep.get(m) is not None]
@@ -54,6 +54,12 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
       row['best_' + m] = _stats(bests) if len(bests) == len(reports) and bests else None
     rows.append(row)
   return rows
+
+
+def _val_top1(val: dict):
+  """The class-balanced top-1 on val (top1 itself on a class-balanced val; a larger val from
+  dataset.val_max_per_class is not), or top1 from reports written before it was recorded."""
+  return val.get('balanced_top1', val.get('top1'))
 
 
 def markdown(axes, rows) -> str:
@@ -70,7 +76,7 @@ def markdown(axes, rows) -> str:
                  + ' |')
   lines.append('')
   lines.append('Mean ± sample std over seeds (%). val top-1: the final model on the validation '
-               'split (compare runs on this); the other columns: test split. best-on-val = the '
+               'split, class-balanced (compare runs on this); the other columns: test split. best-on-val = the '
                'checkpoint with the best validation top-1 (never chosen on test).')
   failed = [w for row in rows for w in row['failed']]
   if failed:

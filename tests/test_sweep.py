@@ -43,6 +43,8 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(tmp_path):
     r = {m: float(rng.uniform()) for m in sweep_report.METRICS}
     r['best_on_val'] = {m: float(rng.uniform()) for m in sweep_report.METRICS}
     r['evals'] = {'val': {'top1': float(rng.uniform())}}
+    if run['point']['bft.loss'] == 'bal_bce':  # a class-imbalanced val: compared on this
+      r['evals']['val']['balanced_top1'] = float(rng.uniform())
     os.makedirs(os.path.join(run['workdir'], 'report'))
     with open(os.path.join(run['workdir'], 'report', 'report.json'), 'w') as f:
       json.dump(r, f)
@@ -55,7 +57,10 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(tmp_path):
       np.testing.assert_allclose(row[m], (x.mean(), x.std(ddof=1)))
       y = 100 * np.array([r['best_on_val'][m] for r in reps])
       np.testing.assert_allclose(row['best_' + m], (y.mean(), y.std(ddof=1)))
-    v = 100 * np.array([r['evals']['val']['top1'] for r in reps])
+    v = 100 * np.array([r['evals']['val'].get('balanced_top1', r['evals']['val']['top1'])
+                        for r in reps])
+    assert (row['point']['bft.loss'] == 'bal_bce') == (
+        'balanced_top1' in reps[0]['evals']['val'])
     np.testing.assert_allclose(row['val_top1'], (v.mean(), v.std(ddof=1)))
   md = sweep_report.markdown(axes, rows)
   assert md.count('| 3/3 |') == 2
