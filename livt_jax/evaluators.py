@@ -8,9 +8,10 @@
 'classification' computes top-1, Many/Medium/Few, ECE and MCE of the current parameters on
 `split` (and the class-balanced top-1, shown where the split is class-imbalanced: see
 dataset.val_max_per_class) every `every_epochs` epochs and at the last step, writes them to
-TensorBoard (WORKDIR/tensorboard/<name>) and to the console. With `select_best`, the parameters with the
-best value of that metric so far are kept in WORKDIR/bft/best (orbax, one step kept, with its
-metrics), next to the last checkpoint; selection on the 'test' split is refused (validate.py).
+TensorBoard (WORKDIR/tensorboard/<name>) and to the console. With `select_best`, the parameters
+with the best value of that metric so far are kept in WORKDIR/bft/best (orbax, one step kept,
+with its metrics), next to the last checkpoint; selection on the 'test' split is refused
+(validate.py).
 """
 import dataclasses
 import functools
@@ -31,8 +32,7 @@ from livt_jax.data import registry
 from livt_jax.data import sources
 
 TYPES = ('classification',)
-SELECTABLE = {'top1': 'max', 'balanced_top1': 'max', 'many': 'max', 'medium': 'max',
-              'few': 'max', 'ece': 'min', 'mce': 'min'}
+SELECTABLE = metrics_lib.SELECTABLE
 SCALARS = ('top1', 'balanced_top1', 'many', 'medium', 'few', 'ece', 'mce')
 BEST_DIR = ('bft', 'best')
 

@@ -8,6 +8,10 @@
 """
 import numpy as np
 
+# The metrics a model can be chosen on (`evals.<name>.select_best`), and which way is better.
+SELECTABLE = {'top1': 'max', 'balanced_top1': 'max', 'many': 'max', 'medium': 'max',
+              'few': 'max', 'ece': 'min', 'mce': 'min'}
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
   z = logits.astype(np.float64)

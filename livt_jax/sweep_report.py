@@ -43,8 +43,8 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
           reports.append(json.load(f))
     row = {'point': point, 'seeds': len(reports), 'planned': len(runs),
            'failed': [r['workdir'] for r in runs if r['workdir'] in failed]}
-    vals = [_val_top1(rep['evals']['val']) for rep in reports
-            if _val_top1(rep.get('evals', {}).get('val', {})) is not None]
+    vals = [v for v in (_val_top1(rep.get('evals', {}).get('val', {})) for rep in reports)
+            if v is not None]
     row['val_top1'] = _stats(vals) if vals and len(vals) == len(reports) else None
     for m in METRICS:
       finals = [rep[m] for rep in reports if rep.get(m) is not None]
@@ -76,8 +76,9 @@ def markdown(axes, rows) -> str:
                  + ' |')
   lines.append('')
   lines.append('Mean ± sample std over seeds (%). val top-1: the final model on the validation '
-               'split, class-balanced (compare runs on this); the other columns: test split. best-on-val = the '
-               'checkpoint with the best validation top-1 (never chosen on test).')
+               'split, class-balanced (compare runs on this); the other columns: test split. '
+               'best-on-val = the checkpoint with the best validation top-1 (never chosen on '
+               'test).')
   failed = [w for row in rows for w in row['failed']]
   if failed:
     lines.append(f'Failed runs (left out): {", ".join(failed)}')

@@ -6,6 +6,7 @@ import ml_collections
 from livt_jax.data import longtail
 from livt_jax.data import pipeline
 from livt_jax import losses
+from livt_jax import metrics
 from livt_jax import paths
 from livt_jax.data import registry
 from livt_jax.models import vit
@@ -206,7 +207,7 @@ def _check_checkpoint_dir(field, path, what_to_do):
 
 
 EVAL_TYPES = ('classification',)
-EVAL_SELECTABLE = ('top1', 'balanced_top1', 'many', 'medium', 'few', 'ece', 'mce')
+EVAL_SELECTABLE = tuple(metrics.SELECTABLE)
 
 
 def _check_evals(config):
