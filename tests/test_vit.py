@@ -133,6 +133,32 @@ def test_forward_matches_numpy_float64(pool):
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
 
 
+def test_gradients_match_float64_finite_differences():
+  """The custom VJPs (attention, GELU) against central differences of the NumPy float64
+  forward: directional derivatives along random directions in the parameters and the input."""
+  model = _nano('cls')
+  x = _images((2, 8, 12, 3))
+  params = random_params(model, x)
+  w = np.random.default_rng(2).normal(size=(2, 5))
+  loss = lambda p, xx: jnp.sum(model.apply({'params': p}, xx, train=False) * w)
+  g_params, g_x = jax.grad(loss, argnums=(0, 1))(params, x)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  x64 = np.asarray(x, np.float64)
+  ref = lambda p, xx: float(np.sum(_np_vit(p, xx, 4, 2, 'cls') * w))
+  rng = np.random.default_rng(3)
+  for _ in range(3):
+    d_p = jax.tree.map(lambda a: rng.normal(size=a.shape), p64)
+    d_x = rng.normal(size=x64.shape)
+    eps = 1e-5
+    shift = lambda sign: ref(jax.tree.map(lambda a, d: a + sign * eps * d, p64, d_p),
+                             x64 + sign * eps * d_x)
+    want = (shift(1) - shift(-1)) / (2 * eps)
+    got = sum(float(np.sum(np.asarray(g, np.float64) * d)) for g, d in
+              zip(jax.tree.leaves(g_params), jax.tree.leaves(d_p)))
+    got += float(np.sum(np.asarray(g_x, np.float64) * d_x))
+    np.testing.assert_allclose(got, want, rtol=2e-4)
+
+
 def test_tokens_shape_and_encode_visible_consistency():
   enc = vit.Encoder(width=32, depth=2, num_heads=2, patch_size=4)
   x = _images((2, 8, 12, 3))
