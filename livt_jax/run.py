@@ -195,11 +195,11 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
       _say(f'evaluate: {label} = the final model')
       same = {k: v for k, v in result.items() if k != 'evals'}
       result['best_on_val'] = {**same, 'model_choice': label, 'step': step, 'epoch': epoch,
-                               'val': val}
+                               'val': val, 'selected_on': f'{name} {metric}'}
     else:
       _say(f'evaluate: {label}')
       result['best_on_val'] = {**test_metrics(best_params, label), 'step': step,
-                               'epoch': epoch, 'val': val}
+                               'epoch': epoch, 'val': val, 'selected_on': f'{name} {metric}'}
     del best_params
   result['convention'] = {
       'many_threshold': config.dataset.many_threshold,

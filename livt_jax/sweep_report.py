@@ -52,8 +52,16 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
                if rep.get('best_on_val') and rep['best_on_val'].get(m) is not None]
       row[m] = _stats(finals) if finals else None
       row['best_' + m] = _stats(bests) if len(bests) == len(reports) and bests else None
+    row['selected_on'] = sorted({_selected_on(rep['best_on_val']) for rep in reports
+                                 if rep.get('best_on_val')})
     rows.append(row)
   return rows
+
+
+def _selected_on(best: dict) -> str:
+  """What the best-on-val checkpoint was chosen on ('val top1', 'val balanced_top1', ...);
+  reports written before this was recorded chose on val top-1."""
+  return best.get('selected_on', 'val top1')
 
 
 def _val_top1(val: dict):
@@ -75,10 +83,11 @@ def markdown(axes, rows) -> str:
                                     *[_cell(row['best_' + m]) for m in ('top1', 'few', 'ece')]])
                  + ' |')
   lines.append('')
+  selected = sorted({s for row in rows for s in row.get('selected_on', [])}) or ['val top1']
   lines.append('Mean ± sample std over seeds (%). val top-1: the final model on the validation '
                'split, class-balanced (compare runs on this); the other columns: test split. '
-               'best-on-val = the checkpoint with the best validation top-1 (never chosen on '
-               'test).')
+               f'best-on-val = the checkpoint with the best {" / ".join(selected)} '
+               '(never chosen on test).')
   failed = [w for row in rows for w in row['failed']]
   if failed:
     lines.append(f'Failed runs (left out): {", ".join(failed)}')

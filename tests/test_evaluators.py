@@ -116,6 +116,7 @@ def test_bft_keeps_the_best_on_val_and_reports_both(tmp_path, capsys):
   assert best['val']['top1'] == pytest.approx(max(t for _, t in seen) / 100, abs=6e-4)
   assert best['step'] % 4 == 0 and 0 < best['step'] <= 24
   assert best['model_choice'].startswith('best on val top1')
+  assert best['selected_on'] == 'val top1'
   assert 0 <= best['top1'] <= 1 and best['num_examples'] == 10000
   assert [p.name for p in (tmp_path / 'bft' / 'best').iterdir() if p.name.isdigit()] == [
       str(best['step'])]
@@ -174,4 +175,5 @@ def test_a_larger_class_imbalanced_val_selects_on_balanced_top1(tmp_path, capsys
   assert line, out
   best = result['best_on_val']
   assert best['model_choice'].startswith('best on val balanced_top1')
+  assert best['selected_on'] == 'val balanced_top1'
   assert best['val']['balanced_top1'] == pytest.approx(float(line.group(2)) / 100, abs=6e-4)

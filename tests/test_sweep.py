@@ -42,6 +42,8 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(tmp_path):
   for run in finetune:
     r = {m: float(rng.uniform()) for m in sweep_report.METRICS}
     r['best_on_val'] = {m: float(rng.uniform()) for m in sweep_report.METRICS}
+    if run['point']['bft.loss'] == 'bal_bce':
+      r['best_on_val']['selected_on'] = 'val balanced_top1'
     r['evals'] = {'val': {'top1': float(rng.uniform())}}
     if run['point']['bft.loss'] == 'bal_bce':  # a class-imbalanced val: compared on this
       r['evals']['val']['balanced_top1'] = float(rng.uniform())
@@ -62,8 +64,11 @@ def test_aggregate_is_mean_and_sample_std_over_seeds(tmp_path):
     assert (row['point']['bft.loss'] == 'bal_bce') == (
         'balanced_top1' in reps[0]['evals']['val'])
     np.testing.assert_allclose(row['val_top1'], (v.mean(), v.std(ddof=1)))
+  assert [row['selected_on'] for row in rows] == [['val top1'], ['val balanced_top1']]
   md = sweep_report.markdown(axes, rows)
   assert md.count('| 3/3 |') == 2
+  # Reports without the field (written before it existed) chose on val top-1.
+  assert 'the best val balanced_top1 / val top1 (never' in md
   assert sweep_report.plot(axes, rows, tmp_path / 'p.png') and (tmp_path / 'p.png').exists()
 
 
