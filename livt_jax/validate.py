@@ -94,9 +94,10 @@ def _suggest_warmup(epochs):
 def _check_batch(field, batch, num_devices, accum=1):
   if not _is_number(batch) or batch <= 0 or batch % (num_devices * accum):
     per = f' x {accum} accumulation steps' if accum > 1 else ''
+    unit = num_devices * accum
     _fail(field, batch,
           f'the global batch must be a positive multiple of the {num_devices} devices{per}; '
-          f'use e.g. --config.{field}={max(1, batch // (num_devices * accum)) * num_devices * accum}')
+          f'use e.g. --config.{field}={max(1, batch // unit) * unit}')
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bool = True):
@@ -122,7 +123,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
           f'keeps {info.lt_n_max}); use a smaller imbalance factor, e.g. '
           f'--config.dataset.imbalance={min(100, info.lt_n_max // 2)}')
   if not 0 < config.mgp.mask_ratio < 1:
-    _fail('mgp.mask_ratio', config.mgp.mask_ratio, 'use a ratio strictly between 0 and 1, e.g. 0.75')
+    _fail('mgp.mask_ratio', config.mgp.mask_ratio,
+          'use a ratio strictly between 0 and 1, e.g. 0.75')
   tau = config.bft.tau
   if not _is_number(tau) or not math.isfinite(tau) or tau < 0:
     _fail('bft.tau', tau, 'use a finite tau >= 0 (1.0 is the paper default; 0 gives plain BCE)')
