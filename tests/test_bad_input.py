@@ -91,10 +91,10 @@ def test_non_positive_or_non_finite_schedule_values(field, value, expected):
 
 
 @pytest.mark.parametrize('field, value, expected', [
-    # fashion_mnist_lt: bft 20 epochs, mgp 16
-    ('bft.warmup_epochs', 20, 'config.bft.warmup_epochs=20: the warm-up must be shorter than '
-                              'bft.epochs=20 (the learning rate would never leave it); use e.g. '
-                              '--config.bft.warmup_epochs=2'),
+    # fashion_mnist_lt: bft 16 epochs, mgp 16
+    ('bft.warmup_epochs', 16, 'config.bft.warmup_epochs=16: the warm-up must be shorter than '
+                              'bft.epochs=16 (the learning rate would never leave it); use e.g. '
+                              '--config.bft.warmup_epochs=1'),
     ('mgp.warmup_epochs', 40, 'config.mgp.warmup_epochs=40: the warm-up must be shorter than '
                               'mgp.epochs=16'),
     ('mgp.warmup_epochs', -1, 'config.mgp.warmup_epochs=-1: use a warm-up of 0 or more epochs'),
