@@ -189,17 +189,18 @@ def _evaluate(config, workdir, bft, bft_state, trained_here: bool, info, mesh, c
   if best is not None:
     best_params, step, val = best
     epoch = step / bft.plan.steps_per_epoch
-    label = f'best on {name} {metric} (epoch {epoch:.1f}, {name} {metric} {100 * val[metric]:.1f})'
+    selected_on = f'{name} {metric}'
+    label = f'best on {selected_on} (epoch {epoch:.1f}, {selected_on} {100 * val[metric]:.1f})'
     if trained_here and step == bft.plan.run_steps:
       # The best is the final model (the same parameters): its test figures are those above.
       _say(f'evaluate: {label} = the final model')
       same = {k: v for k, v in result.items() if k != 'evals'}
       result['best_on_val'] = {**same, 'model_choice': label, 'step': step, 'epoch': epoch,
-                               'val': val, 'selected_on': f'{name} {metric}'}
+                               'val': val, 'selected_on': selected_on}
     else:
       _say(f'evaluate: {label}')
       result['best_on_val'] = {**test_metrics(best_params, label), 'step': step,
-                               'epoch': epoch, 'val': val, 'selected_on': f'{name} {metric}'}
+                               'epoch': epoch, 'val': val, 'selected_on': selected_on}
     del best_params
   result['convention'] = {
       'many_threshold': config.dataset.many_threshold,

@@ -58,10 +58,13 @@ def aggregate(axes, finetune, failed=()) -> list[dict]:
   return rows
 
 
+# What reports written before best_on_val.selected_on was recorded chose on.
+_SELECTED_BEFORE = 'val top1'
+
+
 def _selected_on(best: dict) -> str:
-  """What the best-on-val checkpoint was chosen on ('val top1', 'val balanced_top1', ...);
-  reports written before this was recorded chose on val top-1."""
-  return best.get('selected_on', 'val top1')
+  """What the best-on-val checkpoint was chosen on ('val top1', 'val balanced_top1', ...)."""
+  return best.get('selected_on', _SELECTED_BEFORE)
 
 
 def _val_top1(val: dict):
@@ -83,7 +86,7 @@ def markdown(axes, rows) -> str:
                                     *[_cell(row['best_' + m]) for m in ('top1', 'few', 'ece')]])
                  + ' |')
   lines.append('')
-  selected = sorted({s for row in rows for s in row.get('selected_on', [])}) or ['val top1']
+  selected = sorted({s for row in rows for s in row.get('selected_on', [])}) or [_SELECTED_BEFORE]
   lines.append('Mean ± sample std over seeds (%). val top-1: the final model on the validation '
                'split, class-balanced (compare runs on this); the other columns: test split. '
                f'best-on-val = the checkpoint with the best {" / ".join(selected)} '
