@@ -156,6 +156,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.cpu_devices = 0
   c.grad_accum_steps = 1
   c.log_every_steps = 50
+  # The host waits for step s - N to finish before it dispatches step s + 1. Without a bound it
+  # runs ahead until the next log step; ~100 queued steps over 2 CPU devices were seen to hang
+  # in XLA's CPU all-reduce. A few steps ahead are enough to keep the devices fed.
+  c.max_steps_in_flight = 4
   c.checkpoint_every_steps = 1000
   # Also save when this much time passed since the last save (0: off), so a slow pod step cannot
   # leave hours unsaved. SIGTERM/SIGINT always save the step they interrupt.

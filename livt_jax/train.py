@@ -127,6 +127,13 @@ def _check_finite(pending: list, stage_name: str, ckpt_dir: str):
   pending.clear()
 
 
+def bound_in_flight(pending: list, limit: int):
+  """Blocks until at most `limit` of the dispatched steps in `pending` ((step, array) pairs,
+  oldest first, all dispatched since the last check) can still be running."""
+  if limit > 0 and len(pending) > limit:
+    pending[-limit - 1][1].block_until_ready()
+
+
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rest = divmod(seconds, 3600)
@@ -219,6 +226,7 @@ def train(config, stage: Stage, loss_fn, source, info, mesh, workdir,
         batch = next(batches)
         state, metrics = step_fn(state, batch)
       pending.append((step, metrics['finite']))
+      bound_in_flight(pending, config.max_steps_in_flight)
       for hook in hooks:
         hook(step)
       if step % config.log_every_steps == 0 or step == total:

@@ -160,3 +160,31 @@ def test_bal_bce_bias_is_in_the_training_loss_only():
   np.testing.assert_array_equal(np.asarray(labels), batch['label'])
   assert np.abs(np.asarray(logits) - z).max() > 1.0
   np.testing.assert_array_equal(losses.bal_bce_bias(COUNTS, 1.3), bias)
+
+
+class _Dispatched:
+  """Stands for a step's output array: records whether the host waited for it."""
+
+  def __init__(self):
+    self.waited = False
+
+  def block_until_ready(self):
+    self.waited = True
+    return self
+
+
+@pytest.mark.parametrize('limit', [1, 3])
+def test_host_runs_at_most_limit_steps_ahead(limit):
+  pending = []
+  for step in range(1, 9):
+    pending.append((step, _Dispatched()))
+    train.bound_in_flight(pending, limit)
+    # Every step older than the newest `limit` was waited for, none of the newest `limit`.
+    waited = [s for s, out in pending if out.waited]
+    assert waited == list(range(1, max(step - limit, 0) + 1))
+
+
+def test_in_flight_bound_zero_never_waits():
+  pending = [(s, _Dispatched()) for s in range(1, 20)]
+  train.bound_in_flight(pending, 0)
+  assert not any(out.waited for _, out in pending)
