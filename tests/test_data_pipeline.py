@@ -169,3 +169,29 @@ def test_train_augment_config_by_stage():
   assert mgp.randaug_num_ops == 0 and mgp.random_erase_prob == 0 and mgp.crop_scale_min == 0.2
   assert (bft.randaug_num_ops, bft.randaug_magnitude, bft.randaug_magnitude_std) == (2, 9, 0.5)
   assert bft.random_erase_prob == 0.25 and bft.crop_scale_min == 0.08
+
+
+def test_record_generator_depends_on_the_record_only():
+  rngs = pipeline.RecordGenerators(seed=3, stage_id=2)
+  first = rngs(5, 17).random(6)
+  rngs(0, 0).random(100)  # other records drawn in between change nothing
+  np.testing.assert_array_equal(pipeline.RecordGenerators(3, 2)(5, 17).random(6), first)
+  np.testing.assert_array_equal(rngs(5, 17).random(6), first)
+  for other in [rngs(5, 18), rngs(6, 17), pipeline.RecordGenerators(3, 1)(5, 17),
+                pipeline.RecordGenerators(4, 2)(5, 17)]:
+    assert not np.any(other.random(6) == first)
+
+
+def test_record_generators_first_draws_look_uniform():
+  rngs = pipeline.RecordGenerators(seed=0, stage_id=1)
+  # Neighbouring keys (consecutive records) must still give independent-looking draws.
+  draws = np.array([rngs(0, i).random() for i in range(20000)])
+  counts, _ = np.histogram(draws, bins=10, range=(0, 1))
+  chi2 = ((counts - 2000) ** 2 / 2000).sum()
+  assert chi2 < 27.9  # 99.9th percentile of chi-square with 9 degrees of freedom
+  assert abs(np.corrcoef(draws[:-1], draws[1:])[0, 1]) < 0.03
+
+
+def test_record_generator_rejects_keys_out_of_range():
+  with pytest.raises(ValueError, match='2\\*\\*32'):
+    pipeline.RecordGenerators(0, 1)(2**32, 0)
