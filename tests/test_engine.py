@@ -188,3 +188,24 @@ def test_in_flight_bound_zero_never_waits():
   pending = [(s, _Dispatched()) for s in range(1, 20)]
   train.bound_in_flight(pending, 0)
   assert not any(out.waited for _, out in pending)
+
+
+def test_training_loop_bounds_steps_in_flight_by_the_config(tmp_path, monkeypatch):
+  from livt_jax import run  # pylint: disable=g-import-not-at-top
+  config = past_warmup(**{'stages': 'bft', 'bft.init_from': 'scratch', 'max_steps': 5,
+                          'log_every_steps': 100, 'checkpoint_every_steps': 100,
+                          'max_steps_in_flight': 2})
+  calls = []
+  real = train.bound_in_flight
+
+  def recording(pending, limit):
+    real(pending, limit)
+    calls.append((pending[-1][0], limit, [bool(out.is_ready()) for _, out in pending[:-limit]]))
+
+  monkeypatch.setattr(train, 'bound_in_flight', recording)
+  run.run(config, str(tmp_path))
+  assert [step for step, _, _ in calls] == [1, 2, 3, 4, 5]
+  assert all(limit == 2 for _, limit, _ in calls)
+  # After the bound, every step but the newest two has finished.
+  assert all(all(ready) for _, _, ready in calls)
+  assert [len(ready) for _, _, ready in calls] == [0, 0, 1, 2, 3]
