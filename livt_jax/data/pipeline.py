@@ -104,7 +104,8 @@ class RecordGenerators:
 
   Philox is counter-based: re-keying one generator per record costs ~2 us where a new
   `np.random.default_rng` costs ~23 us, two thirds of the host time of a record (~35 us) in
-  the embedded default's fine-tuning. Key: (a hash of seed, stream tag and stage; epoch << 32 | record).
+  the embedded default's fine-tuning. Key: (a hash of seed, stream tag and stage;
+  epoch << 32 | record).
   Not thread-safe: each batch makes its own.
   """
 
