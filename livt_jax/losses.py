@@ -171,6 +171,61 @@ def prior_head_bias(name: str, class_counts: Sequence[float], tau: float = 1.0,
   return (np.log(pi) - np.log1p(-pi)) - offset
 
 
+def training_bias(name: str, class_counts: Sequence[float], tau: float = 1.0,
+                  bias_form: str = 'paper', test_prior: Sequence[float] | None = None
+                  ) -> np.ndarray:
+  """The logit bias 'bal_ce' or 'bal_bce' adds in the training loss only (float64 [C])."""
+  if name == 'bal_ce':
+    pt = None if test_prior is None else class_prior(test_prior)
+    return tau * (bal_ce_bias(class_counts) - (0.0 if pt is None else np.log(pt)))
+  if name == 'bal_bce':
+    return bal_bce_bias(class_counts, tau, bias_form, test_prior)
+  raise ValueError(f'training_bias is for bal_ce and bal_bce, not {name!r}')
+
+
+def _smoothing_span(name: str, smoothing: float, num_classes: int) -> float:
+  """How far apart the smoothed targets put a positive and a negative logit (the link's units)."""
+  off = smoothing / num_classes
+  on = 1.0 - smoothing + off
+  if name == 'bal_ce':  # softmax: logits are fixed up to a constant per image
+    return float(np.log(on) - np.log(off))
+  return float(np.log(on) - np.log1p(-on) - (np.log(off) - np.log1p(-off)))
+
+
+def smoothing_inversion_note(name: str, class_counts: Sequence[float], smoothing: float,
+                             tau: float = 1.0, bias_form: str = 'paper',
+                             test_prior: Sequence[float] | None = None) -> str | None:
+  """A warning when label smoothing and a balanced loss's bias invert the raw logits' order.
+
+  Smoothing sets every negative target to eps / C in the loss's (biased) space, so the raw
+  logit it asks of class k on an image of class y is link(eps / C) - B_k, against
+  link(1 - eps + eps / C) - B_y for class y itself. When the bias spans more than the targets,
+  max(B) - min(B) > link(on) - link(off), the rarest class's raw logit is trained to exceed the
+  head class's own on the head's images, and test time (raw logits) ranks them that way. Few
+  classes make it likely: eps / C is then large (Fashion-MNIST-LT, 10 classes, tau 1.5, eps
+  0.1: val top-1 74.0 instead of 84.3). Returns None when the order holds.
+  """
+  if name not in ('bal_ce', 'bal_bce') or not smoothing > 0:
+    return None
+  bias = training_bias(name, class_counts, tau, bias_form, test_prior)
+  c = bias.size
+  spread = float(bias.max() - bias.min())
+  if _smoothing_span(name, smoothing, c) >= spread:
+    return None
+  lo, hi = 0.0, float(smoothing)  # the span falls as eps grows: bisect for the largest safe eps
+  for _ in range(60):
+    mid = 0.5 * (lo + hi)
+    lo, hi = (mid, hi) if _smoothing_span(name, mid, c) >= spread else (lo, mid)
+  counts = np.asarray(class_counts, dtype=np.float64).reshape(-1)
+  rare, head = int(np.argmin(bias)), int(np.argmax(bias))
+  return (f'bft.label_smoothing={smoothing:g} with bft.loss={name} (tau {tau:g}) on {c} '
+          f'classes: the smoothed targets train the raw logit of class {rare} '
+          f'({counts[rare]:g} images) to exceed class {head}\'s ({counts[head]:g}) on class '
+          f"{head}'s own images (the bias spans {spread:.2f}, the targets "
+          f'{_smoothing_span(name, smoothing, c):.2f}), and test time uses the raw logits. '
+          f'Use --config.bft.label_smoothing={np.floor(lo * 1e4) / 1e4:g} or less (or 0).')
+
+
 def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: float = 1.0,
                  bias_form: str = 'paper', test_prior: Sequence[float] | None = None,
                  **options) -> LossFn:
@@ -196,11 +251,8 @@ def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: fl
                 else None)
     return losses_table7.make_table7_loss(name, class_counts, bce_bias=bce_bias,
                                           test_prior=pt, **options)
-  if name == 'bal_ce':
-    bias_np = bal_ce_bias(class_counts) - (0.0 if pt is None else np.log(pt))
-    bias_np, base = tau * bias_np, softmax_cross_entropy
-  else:
-    bias_np, base = bal_bce_bias(class_counts, tau, bias_form, pt), sigmoid_bce
+  bias_np = training_bias(name, class_counts, tau, bias_form, pt)
+  base = softmax_cross_entropy if name == 'bal_ce' else sigmoid_bce
   num_classes = bias_np.size
   bias = jnp.asarray(bias_np, jnp.float32)
 

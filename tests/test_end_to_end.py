@@ -19,12 +19,15 @@ def test_main_runs_mgp_bft_evaluate_and_writes_report(tmp_path):
           '--config.model.variant=nano', '--config.model.decoder_depth=1',
           '--config.model.decoder_width=32', '--config.model.decoder_heads=2',
           '--config.mgp.batch_size=32', '--config.bft.batch_size=32', '--config.max_steps=3',
-          '--config.log_every_steps=1', '--config.checkpoint_every_steps=2']
+          '--config.log_every_steps=1', '--config.checkpoint_every_steps=2',
+          # Smoothing that inverts the raw logits' order with the default's tau 1.5: a warning.
+          '--config.bft.label_smoothing=0.1']
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
   r = subprocess.run([sys.executable, '-m', 'livt_jax.main', *args], cwd=ROOT, env=env,
                      capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   assert '| top-1 | Many | Medium | Few | ECE | MCE |' in r.stdout
+  assert 'bft.label_smoothing=0.1 with bft.loss=bal_bce (tau 1.5)' in r.stdout + r.stderr
   report = json.loads((workdir / 'report' / 'report.json').read_text())
   assert report['num_examples'] == 10000
   assert report['group_sizes'] == {'many': 4, 'medium': 3, 'few': 3}

@@ -136,3 +136,39 @@ def test_clear_errors():
     losses.make_loss_fn('bal_ce')
   with pytest.raises(ValueError, match='bias_form'):
     losses.make_loss_fn('bal_bce', [1, 2], bias_form='paperish')
+
+
+def _raw_logit_targets(name, counts, eps, tau):
+  """Float64 reference: the raw logits the smoothed one-hot targets ask for, row y = class y."""
+  c = len(counts)
+  pi = np.asarray(counts, np.float64) / np.sum(counts)
+  off, on = eps / c, 1 - eps + eps / c
+  target = np.full((c, c), off) + np.eye(c) * (on - off)
+  if name == 'bal_ce':
+    return np.log(target) - tau * np.log(pi)  # softmax: up to a constant per row
+  bias = tau * (np.log(pi) - np.log(1 - pi) + np.log(c - 1))
+  return np.log(target) - np.log(1 - target) - bias
+
+
+@pytest.mark.parametrize('name,tau', [('bal_bce', 1.5), ('bal_ce', 1.0)])
+def test_smoothing_inversion_note_names_the_largest_eps_that_keeps_the_order(name, tau):
+  counts = [min(int(6000 * 100 ** (-i / 9)), 5900) for i in range(10)]  # Fashion-MNIST-LT
+  note = losses.smoothing_inversion_note(name, counts, 0.1, tau=tau)
+  assert note is not None and 'label_smoothing=0.1 ' in note
+  # At eps = 0.1 the reference ranks class 9 above class 0 on class 0's images.
+  assert np.argmax(_raw_logit_targets(name, counts, 0.1, tau)[0]) == 9
+  safe = float(note.split('--config.bft.label_smoothing=')[1].split(' ')[0])
+  assert 0 < safe < 0.1
+  assert all(np.argmax(_raw_logit_targets(name, counts, safe, tau), axis=1) == np.arange(10))
+  assert np.argmax(_raw_logit_targets(name, counts, safe + 2e-4, tau)[0]) != 0
+  assert losses.smoothing_inversion_note(name, counts, safe, tau=tau) is None
+
+
+def test_smoothing_inversion_note_is_silent_where_the_order_holds():
+  counts = [min(int(6000 * 100 ** (-i / 9)), 5900) for i in range(10)]
+  assert losses.smoothing_inversion_note('bal_bce', counts, 0.0, tau=1.5) is None
+  assert losses.smoothing_inversion_note('bal_bce', counts, 0.1, tau=1.0) is None
+  assert losses.smoothing_inversion_note('bce', counts, 0.1) is None  # no bias
+  # Many classes: eps / C is tiny, so the paper's 0.1 is fine at iNat18-like imbalance.
+  many = [max(2, int(1000 * 500 ** (-i / 999))) for i in range(1000)]
+  assert losses.smoothing_inversion_note('bal_bce', many, 0.1, tau=1.0) is None
