@@ -218,7 +218,8 @@ def smoothing_inversion_note(name: str, class_counts: Sequence[float], smoothing
     lo, hi = (mid, hi) if _smoothing_span(name, mid, c) >= spread else (lo, mid)
   counts = np.asarray(class_counts, dtype=np.float64).reshape(-1)
   rare, head = int(np.argmin(bias)), int(np.argmax(bias))
-  return (f'bft.label_smoothing={smoothing:g} with bft.loss={name} (tau {tau:g}) on {c} '
+  scale = '' if name == 'bal_bce' and bias_form == 'official' else f' (tau {tau:g})'
+  return (f'bft.label_smoothing={smoothing:g} with bft.loss={name}{scale} on {c} '
           f'classes: the smoothed targets train the raw logit of class {rare} '
           f'({counts[rare]:g} images) to exceed class {head}\'s ({counts[head]:g}) on class '
           f"{head}'s own images (the bias spans {spread:.2f}, the targets "
