@@ -7,7 +7,6 @@ import jax
 
 from livt_jax import evaluate
 from livt_jax import evaluators
-from livt_jax import losses
 from livt_jax import paths
 from livt_jax import reconstructions
 from livt_jax import report
@@ -96,13 +95,9 @@ def run(config, workdir) -> dict | None:
   if slow_bf16:
     _say(slow_bf16)
 
-  if 'bft' in stages:
-    smoothing_note = losses.smoothing_inversion_note(
-        config.bft.loss, counts, config.bft.label_smoothing, config.bft.tau,
-        config.bft.bias_form,
-        losses.test_prior_from_config(config.bft.get('test_prior', 'uniform'), counts))
-    if smoothing_note:
-      _say(smoothing_note)
+  smoothing_note = steps.smoothing_note(config, counts) if 'bft' in stages else None
+  if smoothing_note:
+    _say(smoothing_note)
   head_bias = steps.initial_head_bias(config, counts)
 
   def build(name):

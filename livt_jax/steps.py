@@ -93,7 +93,7 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
   num_classes = len(class_counts)
   criterion = losses.make_loss_fn(
       bft.loss, class_counts=class_counts, tau=bft.tau, bias_form=bft.bias_form,
-      test_prior=losses.test_prior_from_config(bft.get('test_prior', 'uniform'), class_counts),
+      test_prior=bft_test_prior(config, class_counts),
       **loss_options(config, class_counts))
   want_features = bft.loss in losses.NEEDS_FEATURES
   use_mix = bft.mix_prob > 0 and (bft.mixup_alpha > 0 or bft.cutmix_alpha > 0)
@@ -118,6 +118,18 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
   return loss_fn
 
 
+def bft_test_prior(config, class_counts):
+  """`bft.test_prior` as the losses take it (None for uniform)."""
+  return losses.test_prior_from_config(config.bft.get('test_prior', 'uniform'), class_counts)
+
+
+def smoothing_note(config, class_counts) -> str | None:
+  """The console warning when bft.label_smoothing inverts the balanced loss's raw logits."""
+  bft = config.bft
+  return losses.smoothing_inversion_note(bft.loss, class_counts, bft.label_smoothing, bft.tau,
+                                         bft.bias_form, bft_test_prior(config, class_counts))
+
+
 def initial_head_bias(config, class_counts):
   """The BFT head's starting bias (`bft.head_bias_init`), or None for the model's zeros.
 
@@ -132,7 +144,7 @@ def initial_head_bias(config, class_counts):
     return None
   return losses.prior_head_bias(
       bft.loss, class_counts, bft.tau, bft.bias_form,
-      losses.test_prior_from_config(bft.get('test_prior', 'uniform'), class_counts))
+      bft_test_prior(config, class_counts))
 
 
 def loss_options(config, class_counts) -> dict:
