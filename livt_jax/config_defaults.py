@@ -127,6 +127,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.batch_size = 1024
   c.evaluate.num_bins = 15
+  # Test-time views whose raw logits are averaged (livt_jax/eval_views.py), for val evaluators
+  # and the test alike: 'one' (the paper's), 'flip', 'flip_shift'.
+  c.evaluate.views = 'one'
   c.evaluate.checkpoint = ml_collections.config_dict.placeholder(str)  # for stages=evaluate alone
 
   # Evaluators run during BFT (livt_jax/evaluators.py): top-1, Many/Medium/Few, ECE/MCE on

@@ -5,21 +5,26 @@ import time
 import jax
 import numpy as np
 
+from livt_jax import eval_views
 from livt_jax import metrics as metrics_lib
 from livt_jax import sharding
 from livt_jax.data import device_augment
 from livt_jax.data import pipeline
 
 
-def predict_fn(model, mesh, params_sharding, preprocess=lambda b: b):
+def predict_fn(model, mesh, params_sharding, preprocess=lambda b: b, views='one'):
   """Jitted (params, batch) -> (logits, labels, mask), replicated on every process.
 
-  `preprocess` normalises uint8 images on the device (`train.device_preprocess`).
+  `preprocess` normalises uint8 images on the device (`train.device_preprocess`); `views`
+  (`eval_views.VIEWS`) averages the raw logits over mirrored / shifted copies of each image,
+  made from the images before preprocessing.
   """
   def predict(params, batch):
-    batch = preprocess(batch)
-    logits = model.apply({'params': params}, batch['image'], train=False)
-    return logits.astype(np.float32), batch['label'], batch['mask']
+    def classify(images):
+      images = preprocess({**batch, 'image': images})['image']
+      return model.apply({'params': params}, images, train=False).astype(np.float32)
+    logits = eval_views.mean_logits(classify, batch['image'], views)
+    return logits, batch['label'], batch['mask']
   return jax.jit(predict, in_shardings=(params_sharding, sharding.batch_sharding(mesh)),
                  out_shardings=sharding.replicated(mesh))
 
@@ -32,7 +37,7 @@ def collect_logits(config, model, params, params_sharding, source, info, mesh, p
   evaluate often, so the step compiles once; `progress` prints a line per quarter.
   """
   predict = predict or predict_fn(model, mesh, params_sharding, functools.partial(
-      device_augment.preprocess, mean=info.mean, std=info.std))
+      device_augment.preprocess, mean=info.mean, std=info.std), views=config.evaluate.views)
   image_size, batch_size = config.bft.image_size, config.evaluate.batch_size
   all_logits, all_labels = [], []
   batches = pipeline.eval_batches(

@@ -64,7 +64,7 @@ def build(config, model, params_sharding, info, mesh, class_counts, say) -> list
   """
   out = []
   predict = evaluate.predict_fn(model, mesh, params_sharding, functools.partial(
-      device_augment.preprocess, mean=info.mean, std=info.std))
+      device_augment.preprocess, mean=info.mean, std=info.std), views=config.evaluate.views)
   for name, ev in sorted(config.get('evals', {}).items()):
     split = ev.split
     if (split == 'val' and info.name != 'image_folder'

@@ -5,6 +5,7 @@ import ml_collections
 
 from livt_jax.data import longtail
 from livt_jax.data import pipeline
+from livt_jax import eval_views
 from livt_jax import losses
 from livt_jax import metrics
 from livt_jax import paths
@@ -162,6 +163,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _check_schedule(config, stage)
   _check_positive('evaluate.batch_size', config.evaluate.batch_size,
                   'use a positive batch size, e.g. --config.evaluate.batch_size=1024')
+  if config.evaluate.get('views', 'one') not in eval_views.VIEWS:
+    _fail('evaluate.views', config.evaluate.views, f'use one of {", ".join(eval_views.VIEWS)}')
   _check_evals(config)
   mesh_shape(config, num_devices)
   if 'mgp' in stages:
