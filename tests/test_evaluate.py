@@ -1,6 +1,7 @@
 """Evaluation sees every example exactly once, in order, when the last batch is padded."""
 import jax
 import numpy as np
+import pytest
 
 from engine_helpers import tiny_config
 from livt_jax import evaluate
@@ -11,8 +12,10 @@ from livt_jax.data import registry
 from livt_jax.data import source_base
 
 
-def test_padded_last_batch_counts_every_example_once():
-  config = tiny_config(**{'evaluate.batch_size': 16})  # 37 = 2 x 16 + 5: 11 padding rows
+@pytest.mark.parametrize('views', ['one', 'flip'])
+def test_padded_last_batch_counts_every_example_once(views):
+  # 37 = 2 x 16 + 5: 11 padding rows
+  config = tiny_config(**{'evaluate.batch_size': 16, 'evaluate.views': views})
   config.mesh.data, config.mesh.fsdp = 4, 2
   mesh = sharding.make_mesh(config)
   info = registry.get_info('fashion_mnist_lt')
@@ -27,9 +30,14 @@ def test_padded_last_batch_counts_every_example_once():
 
   logits, got_labels = evaluate.collect_logits(config, stage.model, params,
                                                stage.params_sharding, source, info, mesh)
-  normalized = (images / 255.0 - info.mean[0]) / info.std[0]
-  direct = np.asarray(stage.model.apply({'params': jax.device_get(params)},
-                                        normalized.astype(np.float32), train=False))
+  # The reference: the model on each NumPy-built view (the image, and for 'flip' its mirror),
+  # raw logits averaged.
+  host_views = [images] if views == 'one' else [images, images[:, :, ::-1]]
+  direct = np.mean([
+      np.asarray(stage.model.apply(
+          {'params': jax.device_get(params)},
+          ((view / 255.0 - info.mean[0]) / info.std[0]).astype(np.float32), train=False))
+      for view in host_views], axis=0)
   assert logits.shape == (37, 10)
   np.testing.assert_array_equal(got_labels, labels)
   np.testing.assert_allclose(logits, direct, rtol=1e-5, atol=1e-5)
