@@ -29,15 +29,20 @@ def predict_fn(model, mesh, params_sharding, preprocess=lambda b: b, views='one'
                  out_shardings=sharding.replicated(mesh))
 
 
+def config_predict_fn(config, model, mesh, params_sharding, info):
+  """`predict_fn` with the dataset's normalisation and the config's `evaluate.views`."""
+  return predict_fn(model, mesh, params_sharding, functools.partial(
+      device_augment.preprocess, mean=info.mean, std=info.std), views=config.evaluate.views)
+
+
 def collect_logits(config, model, params, params_sharding, source, info, mesh, predict=None,
                    progress=True):
   """Logits and labels of every example of `source` exactly once (padding removed).
 
-  `predict` (from `predict_fn`, with the dataset's preprocessing) is reused by callers that
+  `predict` (from `config_predict_fn`) is reused by callers that
   evaluate often, so the step compiles once; `progress` prints a line per quarter.
   """
-  predict = predict or predict_fn(model, mesh, params_sharding, functools.partial(
-      device_augment.preprocess, mean=info.mean, std=info.std), views=config.evaluate.views)
+  predict = predict or config_predict_fn(config, model, mesh, params_sharding, info)
   image_size, batch_size = config.bft.image_size, config.evaluate.batch_size
   all_logits, all_labels = [], []
   batches = pipeline.eval_batches(

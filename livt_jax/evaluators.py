@@ -14,7 +14,6 @@ with its metrics), next to the last checkpoint; selection on the 'test' split is
 (validate.py).
 """
 import dataclasses
-import functools
 import time
 from typing import Any, Callable
 
@@ -27,7 +26,6 @@ from livt_jax import evaluate
 from livt_jax import metrics as metrics_lib
 from livt_jax import paths
 from livt_jax import train_state
-from livt_jax.data import device_augment
 from livt_jax.data import registry
 from livt_jax.data import sources
 
@@ -63,8 +61,7 @@ def build(config, model, params_sharding, info, mesh, class_counts, say) -> list
   MNIST-LT without dataset.val_per_class) is left out with one console line.
   """
   out = []
-  predict = evaluate.predict_fn(model, mesh, params_sharding, functools.partial(
-      device_augment.preprocess, mean=info.mean, std=info.std), views=config.evaluate.views)
+  predict = evaluate.config_predict_fn(config, model, mesh, params_sharding, info)
   for name, ev in sorted(config.get('evals', {}).items()):
     split = ev.split
     if (split == 'val' and info.name != 'image_folder'
