@@ -1,6 +1,7 @@
-"""LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (5:32 to 8:47 in
-fresh-clone runs on this project's 2-core hosts, which differ by the day; test top-1 84.3 for
-seed 0; README gives the runs).
+"""LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (fresh-clone runs on
+this project's 2-core hosts, which differ by the day: 5:29 and 5:32 in a fast hour, 7:53 to 8:47
+on slower ones before the test-time mirror view, which adds seconds; test top-1 84.3 for seed 0;
+README gives the runs).
 
 Run:
   python -m livt_jax.main --config=configs/fashion_mnist_lt.py --workdir=runs/fmnist

@@ -41,7 +41,7 @@ def make(images: jax.Array, kind: str) -> jax.Array:
 
 def mean_logits(classify, images: jax.Array, kind: str) -> jax.Array:
   """The mean of `classify(view)` over the views of `images`, one view at a time (lax.map),
-  so evaluation memory stays that of one view."""
+  so the model's activations are those of one view (only the uint8 input is held V times)."""
   if kind == 'one':
     return classify(images)
   logits = jax.lax.map(lambda v: classify(v).astype(jnp.float32), make(images, kind))
