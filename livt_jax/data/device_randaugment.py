@@ -9,6 +9,12 @@ affine bicubic (Geometry.c: cubic a = -1, edge pixels repeated, truncated) with 
 where the sample point falls outside the image. Where PIL computes in float64 (AutoContrast's
 LUT, sample coordinates, the level arithmetic), float32 or exact integers stand in, so an
 occasional value is off by one.
+
+Layout: the ops work on planar int32 images [B, C, H, W], whose minor dimensions are the image's
+rows and columns. A TPU stores arrays in (8, 128) tiles of the two minor dimensions, so
+channels-last intermediates ([B, H, W, C], and the bicubic warp's [B, H, W, 4, C] taps) were
+padded ~40-100x: with libtpu 0.0.42.1, 64 images of 224 px per v5e chip needed 13.8 GiB of
+temporaries for two ops channels-last, 1.3 GiB planar (`tests/test_augment_memory.py` bounds it).
 """
 import math
 
@@ -35,24 +41,24 @@ def _blend(degenerate, image, alpha):
 
 
 def _luma(x):
-  """int32 [B, H, W, C] -> [B, H, W, 1]: PIL's 'RGB' -> 'L' (fixed point, rounded)."""
-  if x.shape[-1] == 1:
+  """int32 planar [B, C, H, W] -> [B, 1, H, W]: PIL's 'RGB' -> 'L' (fixed point, rounded)."""
+  if x.shape[1] == 1:
     return x
-  return (x[..., :1] * 19595 + x[..., 1:2] * 38470 + x[..., 2:] * 7471 + 0x8000) >> 16
+  return (x[:, :1] * 19595 + x[:, 1:2] * 38470 + x[:, 2:] * 7471 + 0x8000) >> 16
 
 
 def _autocontrast_lut(x, v):
-  lo, hi = x.min((1, 2))[..., None], x.max((1, 2))[..., None]  # [B, C, 1]
+  lo, hi = x.min((2, 3))[..., None], x.max((2, 3))[..., None]  # [B, C, 1]
   # PIL: int(v * 255 / (hi - lo) - lo * 255 / (hi - lo)) in float64; exact integers here.
   stretched = jnp.clip((v - lo) * 255 // jnp.maximum(hi - lo, 1), 0, 255)
   return jnp.where(hi > lo, stretched, v)
 
 
 def _equalize_lut(x, v):
-  b, h, w, c = x.shape
-  per_channel = x.transpose(0, 3, 1, 2).reshape(b * c, h * w)
-  hist = jax.vmap(lambda p: jnp.bincount(p, length=256))(per_channel).reshape(b, c, 256)
-  top = jnp.take_along_axis(hist, x.max((1, 2))[..., None], -1)  # pixels at the top value
+  b, c, h, w = x.shape
+  hist = jax.vmap(lambda p: jnp.bincount(p, length=256))(x.reshape(b * c, h * w))
+  hist = hist.reshape(b, c, 256)
+  top = jnp.take_along_axis(hist, x.max((2, 3))[..., None], -1)  # pixels at the top value
   step = (h * w - top) // 255
   below = jnp.cumsum(hist, -1) - hist
   lut = jnp.minimum((step // 2 + below) // jnp.maximum(step, 1), 255)
@@ -68,7 +74,7 @@ def _point_lut(x, op, level, alpha):
   threshold = 256 - jnp.floor(_scaled(level, 256)).astype(jnp.int32)
   add = jnp.floor(_scaled(level, 110)).astype(jnp.int32)
   luma = _luma(x)
-  count = luma.shape[1] * luma.shape[2]
+  count = luma.shape[2] * luma.shape[3]
   mean = (2 * luma.sum((1, 2, 3)) + count) // (2 * count)  # int(mean + 0.5)
   alpha = alpha[:, None, None]
   candidates = {
@@ -81,30 +87,31 @@ def _point_lut(x, op, level, alpha):
       'ContrastIncreasing': lambda: _blend(mean[:, None, None], v, alpha),
       'BrightnessIncreasing': lambda: _blend(jnp.zeros_like(v), v, alpha),
   }
-  lut = jnp.broadcast_to(v, (x.shape[0], x.shape[-1], 256))
+  lut = jnp.broadcast_to(v, (x.shape[0], x.shape[1], 256))
   for name, make in candidates.items():
     lut = jnp.where((op == _OP[name])[:, None, None], make(), lut)
   return lut
 
 
 def _apply_lut(x, lut):
-  channels = jnp.arange(x.shape[-1])
-  return jax.vmap(lambda image, table: table[channels, image])(x, lut)
+  """Planar [B, C, H, W] through its image's and channel's row of `lut` [B, C, 256]."""
+  b, c, h, w = x.shape
+  return jnp.take_along_axis(lut, x.reshape(b, c, h * w), axis=2).reshape(x.shape)
 
 
 def _smooth(x):
   """ImageFilter.SMOOTH as PIL's 3x3 filter on uint8: float32, + 0.5, truncated; border kept."""
   k = [w / 13.0 for w in _SMOOTH]
   f = x.astype(jnp.float32)
-  h, w = x.shape[1:3]
+  h, w = x.shape[2:]
 
   def row(r, kernel):  # one kernel row over the interior columns, PIL's summation order
-    return (f[:, r:r + h - 2, 0:w - 2] * kernel[0] + f[:, r:r + h - 2, 1:w - 1] * kernel[1]
-            + f[:, r:r + h - 2, 2:w] * kernel[2])
+    return (f[:, :, r:r + h - 2, 0:w - 2] * kernel[0] + f[:, :, r:r + h - 2, 1:w - 1] * kernel[1]
+            + f[:, :, r:r + h - 2, 2:w] * kernel[2])
 
   total = 0.5 + row(2, k[0:3]) + row(1, k[3:6]) + row(0, k[6:9])
   inner = jnp.clip(jnp.trunc(total), 0, 255).astype(jnp.int32)
-  return x.at[:, 1:-1, 1:-1].set(inner)
+  return x.at[:, :, 1:-1, 1:-1].set(inner)
 
 
 def _affine_matrix(op, level, sign, height, width):
@@ -138,31 +145,35 @@ def _cubic(v1, v2, v3, v4, d):
 
 
 def _affine(x, matrix, fill):
-  """Bicubic affine resampling of int32 [B, H, W, C]; `fill` ([C]) outside the input."""
-  _, h, w, _ = x.shape
+  """Bicubic affine resampling of int32 planar [B, C, H, W]; `fill` ([C]) outside the input.
+
+  Each of the 16 taps is one gather along the flattened H * W axis of each (image, channel)
+  plane, with one index per output pixel shared by the channels: indices [B, 1, H * W]. (A
+  gather of [H, W, 4] index tiles from channels-last images cost ~190 MB per 224-px image on a
+  TPU, whose tiles pad a minor dimension of 3 or 4 to 128.)
+  """
+  b, c, h, w = x.shape
   yc = jnp.arange(h, dtype=jnp.float32)[:, None] + 0.5
   xc = jnp.arange(w, dtype=jnp.float32)[None, :] + 0.5
-  a, b, c, d, e, f = (matrix[:, i, None, None] for i in range(6))
+  a, b_, c_, d, e, f = (matrix[:, i, None, None] for i in range(6))
   # The sample point minus the output pixel's centre, kept apart from the pixel index so that
   # float32 rounds the (small) shift only: its fraction is what the bicubic weights see.
-  du, dv = (a - 1) * xc + b * yc + c, d * xc + (e - 1) * yc + f  # [B, H, W]
+  du, dv = (a - 1) * xc + b_ * yc + c_, d * xc + (e - 1) * yc + f  # [B, H, W]
   inside = (xc + du >= 0) & (xc + du < w) & (yc + dv >= 0) & (yc + dv < h)
   fu, fv = jnp.floor(du), jnp.floor(dv)
-  dx, dy = (du - fu)[..., None], (dv - fv)[..., None]
+  dx, dy = ((t - jnp.floor(t)).reshape(b, 1, h * w) for t in (du, dv))
   x0 = jnp.arange(w)[None, :] + fu.astype(jnp.int32)  # floor(sample x - 0.5)
   y0 = jnp.arange(h)[:, None] + fv.astype(jnp.int32)
-  taps = jnp.arange(-1, 3)
-  cols = jnp.clip(x0[..., None] + taps, 0, w - 1)  # [B, H, W, 4]
-  rows = jnp.clip(y0[..., None] + taps, 0, h - 1)
-  gather = jax.vmap(lambda image, r, q: image[r[..., None], q])  # [B, H, W, 4 cols, C]
-  image = x.astype(jnp.float32)
-  across = []  # one row of 4 taps at a time: keeps the [B, H, W, 4, C] intermediates small
-  for i in range(4):
-    row = gather(image, rows[..., i], cols)
-    across.append(_cubic(*(row[..., j, :] for j in range(4)), dx))
-  value = _cubic(*across, dy)
+  planes = x.astype(jnp.float32).reshape(b, c, h * w)
+
+  def tap(i, j):  # the source pixel (y0 + i - 1, x0 + j - 1), edge pixels repeated
+    index = jnp.clip(y0 + (i - 1), 0, h - 1) * w + jnp.clip(x0 + (j - 1), 0, w - 1)
+    return jnp.take_along_axis(planes, index.reshape(b, 1, h * w), axis=2)
+
+  across = [_cubic(*(tap(i, j) for j in range(4)), dx) for i in range(4)]
+  value = _cubic(*across, dy).reshape(b, c, h, w)
   value = jnp.clip(jnp.trunc(value), 0, 255).astype(jnp.int32)
-  return jnp.where(inside[..., None], value, fill)
+  return jnp.where(inside[:, None], value, fill[:, None, None])
 
 
 def _one_op(x, op, level, sign, fill):
@@ -175,7 +186,7 @@ def _one_op(x, op, level, sign, fill):
   out = jnp.where(pick('SharpnessIncreasing'),
                   _blend(_smooth(x), x, alpha[:, None, None, None]), out)
   geometric = jnp.isin(op, jnp.array([_OP[n] for n in _GEOMETRIC]))[:, None, None, None]
-  matrix = _affine_matrix(op, level, sign, x.shape[1], x.shape[2])
+  matrix = _affine_matrix(op, level, sign, x.shape[2], x.shape[3])
   return jnp.where(geometric, _affine(x, matrix, fill), out)
 
 
@@ -194,7 +205,8 @@ def rand_augment(images: jax.Array, params: jax.Array, fill) -> jax.Array:
   """
   x = jnp.clip(jnp.round(images.astype(jnp.float32)), 0, 255).astype(jnp.int32)
   fill = jnp.broadcast_to(jnp.asarray(fill, jnp.int32), (x.shape[-1],))
+  x = x.transpose(0, 3, 1, 2)  # planar: see the module docstring
   for k in range(params.shape[1]):
     op = params[:, k, 0].astype(jnp.int32)
     x = _one_op(x, op, params[:, k, 1], params[:, k, 2], fill)
-  return x.astype(images.dtype)
+  return x.transpose(0, 2, 3, 1).astype(images.dtype)
