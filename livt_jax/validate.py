@@ -279,8 +279,6 @@ def _check_loss_options(config, info):
   for field, choices in losses_table7.FORMS.items():
     if bft.get(field, choices[0]) not in choices:
       _fail(f'bft.{field}', bft.get(field), f'use one of {", ".join(choices)}')
-  if not isinstance(bft.get('drw', True), bool):
-    _fail('bft.drw', bft.get('drw'), 'use True or False')
   head = bft.get('ldam_head', 'linear')
   if head not in vit.HEADS:
     _fail('bft.ldam_head', head, f'use one of {", ".join(vit.HEADS)}')
