@@ -81,7 +81,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.image_size = 224
   c.bft.drop_path = 0.1
   # ce, bal_ce, bce, bal_bce, or a Table 7 loss: cb_ce, cb_bce, focal, ldam_drw, lade, ib,
-  # nt_bce, bal_nt_bce (formulas: livt_jax/losses.py and losses_table7.py).
+  # nt_bce, bal_nt_bce (formulas and references: docs/losses.md).
   c.bft.loss = 'bal_bce'
   c.bft.tau = 1.0
   c.bft.bias_form = 'paper'       # 'paper' (Eq. 10, with tau) or 'official' (released code)

@@ -34,7 +34,8 @@ one-hot y gives the reference exactly, and a two-class mixup target gives LiVT's
                   L = mean_b (alpha / (||softmax(z_b) - y_b||_1 ||h_b||_1 + 1e-3))
                               * sum_c w_c y_bc (-log p_bc),
                   w_c = n_c^-1 normalised to sum C (`ib_weights='code'`) or to sum 1
-                  ('paper', lambda_k = alpha n_k^-1 / sum n^-1 as the paper writes it);
+                  ('paper': lambda_k = alpha n_k^-1 / sum n^-1, the paper's formula as we
+                  transcribed it earlier; docs/losses.md);
                   plain CE before the start step. Gradients flow through the influence term,
                   as in the reference (nothing is detached there).
   nt_bce          Negative-tolerant BCE (Wu et al. 2020; LiVT Appendix E.2):
