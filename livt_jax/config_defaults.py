@@ -81,7 +81,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.image_size = 224
   c.bft.drop_path = 0.1
   # ce, bal_ce, bce, bal_bce, or a Table 7 loss: cb_ce, cb_bce, focal, ldam_drw, lade, ib,
-  # nt_bce, bal_nt_bce (formulas: livt_jax/losses.py and losses_table7.py).
+  # nt_bce, bal_nt_bce (formulas and references: docs/losses.md).
   c.bft.loss = 'bal_bce'
   c.bft.tau = 1.0
   c.bft.bias_form = 'paper'       # 'paper' (Eq. 10, with tau) or 'official' (released code)
@@ -93,15 +93,28 @@ def get_base_config() -> ml_collections.ConfigDict:
   # 'train' (the training shares), or one weight per class, e.g. '10,5,1'.
   c.bft.test_prior = 'uniform'
   c.bft.cb_beta = 0.9999          # cb_ce / cb_bce: effective-number beta (Cui et al.)
+  # cb_ce / cb_bce: 'livt' (LiVT util/loss.py: torch's weighted CE; BCE column c weighted w_c)
+  # or 'cui' (Cui et al.'s code: each sample weighted by its class's w); docs/losses.md.
+  c.bft.cb_form = 'livt'
   c.bft.focal_gamma = 2.0         # focal: (1 - p)^gamma
+  c.bft.focal_form = 'sample'     # focal: 'sample' (LDAM-DRW's code) or 'class' (Lin et al.)
   c.bft.ldam_max_margin = 0.5     # ldam_drw: margin of the rarest class (Cao et al.)
   c.bft.ldam_scale = 30.0         # ldam_drw: logits scaled by s inside the loss
+  # ldam_drw: the classifier head, 'linear' (LiVT's LDAM row) or 'normed' (Cao et al.'s cosine
+  # head: normalised features times normalised weight columns, no bias).
+  c.bft.ldam_head = 'linear'
+  c.bft.drw = True                # ldam_drw: deferred re-weighting on (Cao et al.) or off (LiVT)
   # ldam_drw: class-balanced re-weighting (beta drw_beta) from this epoch; unset: 0.8 * epochs.
   c.bft.drw_epoch = ml_collections.config_dict.placeholder(float)
   c.bft.drw_beta = 0.9999
   c.bft.lade_alpha = 0.1          # lade: weight of the LADE regulariser
   c.bft.lade_remine_lambda = 0.1  # lade: ReMINE penalty on the log-partition estimate
+  # lade: 'hyperconnect' (PC-softmax CE + lade_alpha * regulariser, Hong et al.'s code) or
+  # 'livt' (the regulariser alone, LiVT util/loss.py LADE_loss; lade_alpha unused).
+  c.bft.lade_form = 'hyperconnect'
   c.bft.ib_alpha = 1000.0         # ib: scale of the influence-balanced weights (Park et al.)
+  # ib: class weights 1/n_c normalised to sum C ('code', IB-Loss's IBReweight) or 1 ('paper').
+  c.bft.ib_weights = 'code'
   # ib: plain CE before this epoch, IB from it; unset: 0.5 * epochs (Park et al.: 100 of 200).
   c.bft.ib_epoch = ml_collections.config_dict.placeholder(float)
   c.bft.nt_lambda = 2.0           # nt_bce / bal_nt_bce: negative tolerance lambda (1: BCE)

@@ -7,6 +7,7 @@ from livt_jax.data import longtail
 from livt_jax.data import pipeline
 from livt_jax import eval_views
 from livt_jax import losses
+from livt_jax import losses_table7
 from livt_jax import metrics
 from livt_jax import paths
 from livt_jax.data import registry
@@ -275,6 +276,15 @@ def _check_loss_options(config, info):
     if (not _is_number(value) or math.isnan(value) or value < lo or (value == lo and not lo_ok)
         or value > hi or (value == hi and not hi_ok)):
       _fail(f'bft.{field}', value, f'use {what}')
+  for field, choices in losses_table7.FORMS.items():
+    if bft.get(field, choices[0]) not in choices:
+      _fail(f'bft.{field}', bft.get(field), f'use one of {", ".join(choices)}')
+  head = bft.get('ldam_head', 'linear')
+  if head not in vit.HEADS:
+    _fail('bft.ldam_head', head, f'use one of {", ".join(vit.HEADS)}')
+  if head != 'linear' and bft.loss != 'ldam_drw':
+    _fail('bft.ldam_head', head, f"the cosine head is LDAM's (bft.loss=ldam_drw), not "
+          f"bft.loss={bft.loss}'s: use --config.bft.ldam_head=linear")
   prior = bft.get('test_prior', 'uniform')
   if not (isinstance(prior, str) and prior.strip().lower() == 'uniform'):
     if bft.loss not in losses.USES_TEST_PRIOR:

@@ -1,11 +1,12 @@
-"""Table 7 / Appendix E.2 losses and the configured test prior vs float64 NumPy references
-(tests/numpy_reference.py, written one sample at a time from each paper's formula)."""
+"""NT-BCE (Appendix E.2), LADE's test prior, the configured test prior and the Table 7 options'
+plumbing and validation. The Table 7 losses against their released code: test_losses_reference."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import numpy_reference as ref
+import table7_reference as R
 from engine_helpers import tiny_config
 from livt_jax import losses
 from livt_jax import losses_table7
@@ -38,84 +39,6 @@ def _loss(name, counts, z, y, **kw):
   return float(out)
 
 
-@pytest.mark.parametrize('targets', ['hard', 'soft'])
-def test_class_balanced_losses(targets):
-  z, soft, hard, _, counts = _data(1)
-  y = hard if targets == 'hard' else soft
-  for beta in (0.9, 0.999):
-    np.testing.assert_allclose(losses_table7.effective_number_weights(counts, beta),
-                               ref.effective_number_weights(counts, beta), rtol=1e-12)
-    for kind in ('ce', 'bce'):
-      got = _loss(f'cb_{kind}', counts, z, y, cb_beta=beta)
-      np.testing.assert_allclose(got, ref.cb_loss(z, y, counts, beta, kind), rtol=1e-5)
-  # beta = 0: every weight 1, plain CE.
-  np.testing.assert_allclose(_loss('cb_ce', counts, z, y, cb_beta=0.0),
-                             _loss('ce', counts, z, y), rtol=1e-6)
-
-
-def test_focal():
-  z, soft, hard, _, counts = _data(2)
-  for y in (hard, soft):
-    for gamma in (0.5, 2.0):
-      np.testing.assert_allclose(_loss('focal', counts, z, y, focal_gamma=gamma),
-                                 ref.focal(z, y, gamma), rtol=1e-5)
-    np.testing.assert_allclose(_loss('focal', counts, z, y, focal_gamma=0.0),
-                               _loss('ce', counts, z, y), rtol=1e-6)
-
-
-def test_ldam_drw_margins_and_deferred_weights():
-  z, soft, hard, _, counts = _data(3, scale=0.1)  # cosine-like logits, as LDAM's head gives
-  margins = losses_table7.ldam_margins(counts, 0.5)
-  assert margins.argmax() == C - 1 and margins.max() == pytest.approx(0.5, rel=1e-12)
-  np.testing.assert_allclose(margins * counts ** 0.25, 0.5 * 5 ** 0.25, rtol=1e-12)
-  opts = dict(ldam_max_margin=0.5, ldam_scale=30.0, drw_beta=0.999, drw_start_step=10)
-  for y in (hard, soft):
-    for step, deferred in ((0, False), (9, False), (10, True), (500, True)):
-      want = ref.ldam_drw(z, y, counts, 0.5, 30.0, 0.999, deferred)
-      np.testing.assert_allclose(_loss('ldam_drw', counts, z, y, step=step, **opts), want,
-                                 rtol=1e-5)
-  # The step is traced: one compiled loss switches at step 10.
-  fn = jax.jit(lambda s: losses.make_loss_fn('ldam_drw', counts, **opts)(
-      jnp.asarray(z), jnp.asarray(hard), step=s))
-  before, after = float(fn(jnp.int32(9))), float(fn(jnp.int32(10)))
-  np.testing.assert_allclose(before, ref.ldam_drw(z, hard, counts, 0.5, 30, 0.999, False),
-                             rtol=1e-5)
-  np.testing.assert_allclose(after, ref.ldam_drw(z, hard, counts, 0.5, 30, 0.999, True),
-                             rtol=1e-5)
-  assert abs(before - after) > 1e-3
-
-
-def test_lade():
-  z, soft, hard, _, counts = _data(4, smoothing=0.0)
-  hard[:, 2] = 0  # a class with no image in the batch is left out of LADER
-  hard[:, 0] = 1 - hard[:, 1:].sum(1)
-  for y in (hard, soft):
-    for alpha, lam in ((0.1, 0.1), (1.0, 0.0)):
-      np.testing.assert_allclose(
-          _loss('lade', counts, z, y, lade_alpha=alpha, lade_remine_lambda=lam),
-          ref.lade(z, y, counts, alpha, lam), rtol=1e-5)
-    pt = np.arange(1, C + 1, dtype=np.float64)
-    np.testing.assert_allclose(
-        _loss('lade', counts, z, y, lade_alpha=0.3, lade_remine_lambda=0.1, test_prior=pt),
-        ref.lade(z, y, counts, 0.3, 0.1, pt), rtol=1e-5)
-  # alpha = 0 leaves the PC softmax: Bal-CE (Eq. 3) under a uniform test prior.
-  np.testing.assert_allclose(_loss('lade', counts, z, soft, lade_alpha=0.0),
-                             _loss('bal_ce', counts, z, soft), rtol=1e-6)
-
-
-def test_ib():
-  z, soft, hard, h, counts = _data(5)
-  for y in (hard, soft):
-    got = _loss('ib', counts, z, y, features=h, step=7, ib_alpha=100.0, ib_start_step=7)
-    np.testing.assert_allclose(got, ref.ib(z, y, h, counts, 100.0), rtol=1e-5)
-    # Before the start step: plain CE (the warm-up phase).
-    np.testing.assert_allclose(
-        _loss('ib', counts, z, y, features=h, step=6, ib_alpha=100.0, ib_start_step=7),
-        _loss('ce', counts, z, y), rtol=1e-6)
-  with pytest.raises(ValueError, match='needs the features'):
-    _loss('ib', counts, z, hard)
-
-
 def test_nt_bce():
   z, soft, hard, _, counts = _data(6, scale=2.0)
   bias = losses.bal_bce_bias(counts, 1.0, 'official')
@@ -131,6 +54,42 @@ def test_nt_bce():
                                _loss('bce', counts, z, y), rtol=1e-6)
     np.testing.assert_allclose(_loss('bal_nt_bce', counts, z, y, nt_lambda=1.0, tau=1.2),
                                _loss('bal_bce', counts, z, y, tau=1.2), rtol=1e-6)
+
+
+def test_drw_switches_inside_one_compiled_loss():
+  z, _, hard, _, counts = _data(3, scale=0.1)
+  labels = hard.argmax(1)
+  opts = dict(drw_beta=0.999, drw_start_step=10)
+  fn = jax.jit(lambda s: losses.make_loss_fn('ldam_drw', counts, **opts)(
+      jnp.asarray(z), jnp.asarray(hard), step=s))
+  x = z.astype(np.float64)
+  for step, deferred in ((9, False), (10, True)):
+    want = R.ldam(x, labels, counts, 0.5, 30.0, R.drw_weights(counts, 0.999, deferred))
+    np.testing.assert_allclose(float(fn(jnp.int32(step))), want, rtol=1e-5)
+  # drw=False: LiVT's LDAM_loss, no re-weighting at any step.
+  off = losses.make_loss_fn('ldam_drw', counts, drw=False, **opts)
+  np.testing.assert_allclose(float(off(jnp.asarray(z), jnp.asarray(hard), step=10)),
+                             R.ldam(x, labels, counts, 0.5, 30.0), rtol=1e-5)
+
+
+def test_lade_test_prior_shifts_the_logits_of_both_terms():
+  z, soft, hard, _, counts = _data(4)
+  pt = np.arange(1, C + 1, dtype=np.float64)
+  pt /= pt.sum()
+  x = z.astype(np.float64) + np.log(1 / C + 1e-9) - np.log(pt + 1e-9)
+  for y in (hard, soft):
+    got = _loss('lade', counts, z, y, lade_alpha=0.3, lade_remine_lambda=0.1, test_prior=pt)
+    np.testing.assert_allclose(got, R.lade_hyperconnect(x, y.astype(np.float64), counts, 0.3,
+                                                        0.1), rtol=1e-5)
+  # alpha = 0 leaves the PC softmax: Bal-CE (Eq. 3) under a uniform test prior.
+  np.testing.assert_allclose(_loss('lade', counts, z, soft, lade_alpha=0.0),
+                             _loss('bal_ce', counts, z, soft), rtol=1e-6)
+
+
+def test_unknown_forms_are_refused():
+  _, _, hard, _, counts = _data(1)
+  with pytest.raises(ValueError, match=r"bft\.cb_form='tf': use one of livt, cui"):
+    losses.make_loss_fn('cb_ce', counts, cb_form='tf')
 
 
 def test_test_prior_from_config_reaches_the_biases():
@@ -187,6 +146,12 @@ def test_config_options_reach_the_loss():
     ({'bft.test_prior': 'skewed'}, r"test_prior='skewed': use 'uniform', 'train'"),
     ({'dataset.test_imbalance': 0.5}, r'test_imbalance=0\.5: use a finite imbalance'),
     ({'dataset.name': 'inat18', 'dataset.test_imbalance': 10.0}, r'has a fixed test set'),
+    ({'bft.cb_form': 'tf'}, r"bft\.cb_form='tf': use one of livt, cui"),
+    ({'bft.lade_form': 'x'}, r"bft\.lade_form='x': use one of hyperconnect, livt"),
+    ({'bft.ib_weights': 'sum1'}, r"bft\.ib_weights='sum1': use one of code, paper"),
+    ({'bft.focal_form': 'lin'}, r"bft\.focal_form='lin': use one of sample, class"),
+    ({'bft.ldam_head': 'cosine'}, r"bft\.ldam_head='cosine': use one of linear, normed"),
+    ({'bft.ldam_head': 'normed'}, r"cosine head is LDAM's \(bft\.loss=ldam_drw\)"),
 ])
 def test_validate_rejects_bad_loss_settings(override, match):
   with pytest.raises(validate.ConfigError, match=match):
@@ -196,5 +161,7 @@ def test_validate_rejects_bad_loss_settings(override, match):
 def test_validate_accepts_every_loss():
   for name in losses.LOSSES:
     validate.validate(tiny_config(**{'bft.loss': name}), 1, check_data=False)
+  validate.validate(tiny_config(**{'bft.loss': 'ldam_drw', 'bft.ldam_head': 'normed',
+                                   'bft.drw': False}), 1, check_data=False)
   validate.validate(tiny_config(**{'bft.test_prior': '1,1,1,1,1,2,2,2,2,2',
                                    'dataset.test_imbalance': 100.0}), 1, check_data=False)

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 
 import numpy_reference as ref
+import table7_reference as R
 from engine_helpers import COUNTS, past_warmup
 from livt_jax import sharding
 from livt_jax import steps
@@ -37,12 +38,12 @@ def test_ib_loss_through_the_train_step():
     if step < 2:
       want = float(np.mean([-np.dot(yb, ref._log_softmax(zb)) for zb, yb in zip(z, y)]))
     else:
-      want = ref.ib(z, y, h, COUNTS, 100.0)
+      want = R.ib(z, y, h, COUNTS, 100.0)
     state, metrics = step_fn(state, sharding.global_batch(batch, mesh))
     assert bool(metrics['finite'])
     np.testing.assert_allclose(float(metrics['loss']), want, rtol=1e-4)
     seen.append(float(metrics['loss']))
-  # The switch is visible: IB's weights (alpha * n^-1 / sum n^-1 over the influence) differ
+  # The switch is visible: IB's weights (alpha * C n^-1 / sum n^-1 over the influence) differ
   # from CE's 1 by far more than one step of training moves the loss.
   assert abs(seen[2] - seen[1]) > 10 * abs(seen[1] - seen[0]), seen
 

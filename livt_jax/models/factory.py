@@ -68,7 +68,8 @@ def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.V
       patch_size=config.model.patch_size, num_classes=num_classes, pool=config.model.pool,
       drop_path=config.bft.drop_path if drop_path is None else drop_path,
       dtype=compute_dtype(config), remat=config.remat, pretrain_grid=(pretrain, pretrain),
-      posemb=config.model.get('posemb', 'fixed'), bf16_matmul=bf16_matmul(config))
+      posemb=config.model.get('posemb', 'fixed'), bf16_matmul=bf16_matmul(config),
+      head=config.bft.get('ldam_head', 'linear') if config.bft.loss == 'ldam_drw' else 'linear')
 
 
 def build_mae(config) -> mae.MAE:

@@ -438,8 +438,32 @@ class Encoder(nn.Module):
     return self(images, train=train, keep_ids=keep_ids)
 
 
+HEADS = ('linear', 'normed')
+
+
+def _unit_columns_init(key, shape, dtype=jnp.float32):
+  # kaidic/LDAM-DRW NormedLinear's init: uniform(-1, 1), each class's column scaled to norm 1.
+  w = jax.random.uniform(key, shape, dtype, -1.0, 1.0)
+  return w / jnp.linalg.norm(w, axis=0, keepdims=True)
+
+
+class NormedHead(nn.Module):
+  """Cosine classifier (kaidic/LDAM-DRW models/resnet_cifar.py NormedLinear): logits
+  normalize(x) @ normalize(kernel, axis=0), in [-1, 1]; no bias. torch's F.normalize divides by
+  max(norm, 1e-12)."""
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', _part(_unit_columns_init, ('embed', 'classes')),
+                        (x.shape[-1], self.num_classes), jnp.float32)
+    unit = lambda a, axis: a / jnp.maximum(jnp.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
+    return unit(x, -1) @ unit(kernel, 0)
+
+
 class ViT(nn.Module):
-  """ViT classifier: `encoder` + pooling + linear `head`; returns float32 logits."""
+  """ViT classifier: `encoder` + pooling + `head` (linear, or 'normed': NormedHead); returns
+  float32 logits."""
   width: int
   depth: int
   num_heads: int
@@ -455,12 +479,15 @@ class ViT(nn.Module):
   pretrain_grid: tuple[int, int] | None = None  # see Encoder
   posemb: str = 'fixed'
   bf16_matmul: bool = False  # see Encoder; the head stays float32
+  head: str = 'linear'  # HEADS; 'normed' is LDAM's cosine head (bft.ldam_head)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     """Logits [B, num_classes] (float32) for images [B, H, W, C]."""
     if self.pool not in ('gap', 'cls'):
       raise ValueError(f"model.pool={self.pool!r} is not known; use 'gap' or 'cls'")
+    if self.head not in HEADS:
+      raise ValueError(f'head={self.head!r} is not known; use one of {", ".join(HEADS)}')
     encoder = Encoder(self.width, self.depth, self.num_heads, self.patch_size, self.mlp_ratio,
                       self.drop_path, self.dtype, self.remat, self.gelu_approximate,
                       self.pretrain_grid, self.posemb, self.bf16_matmul, name='encoder')
@@ -472,6 +499,8 @@ class ViT(nn.Module):
     # The head's input, for losses that need it (IB): `apply(..., mutable=['intermediates'])`
     # returns it as intermediates['pre_logits'][0]; otherwise sow stores nothing.
     self.sow('intermediates', 'pre_logits', feat)
+    if self.head == 'normed':
+      return NormedHead(self.num_classes, name='head')(feat.astype(jnp.float32))
     head_init = (nn.initializers.normal(self.head_init_std) if self.head_init_std > 0
                  else nn.initializers.zeros)
     # The head runs in float32: logits feed the loss and the calibration metrics.
