@@ -45,7 +45,7 @@ def sincos_2d(embed_dim: int, grid_h: int, grid_w: int, cls_token: bool = True) 
   return emb.astype(np.float32)
 
 
-# Keys' cubic-convolution parameter of torch's bicubic (UpSample.h: get_cubic_upsample_coefficients).
+# Keys' parameter of torch's bicubic kernel (UpSample.h, get_cubic_upsample_coefficients).
 TORCH_CUBIC_A = -0.75
 
 
