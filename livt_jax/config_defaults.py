@@ -44,6 +44,12 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.variant = 'B'   # Ti, S, B, L (+ small CPU variants, see livt_jax/models/vit.py)
+  # Size overrides of the variant's table (None: the variant's), e.g. for a PyTorch checkpoint
+  # of a size no variant has: model.width / depth / heads / mlp_ratio.
+  c.model.width = ml_collections.config_dict.placeholder(int)
+  c.model.depth = ml_collections.config_dict.placeholder(int)
+  c.model.heads = ml_collections.config_dict.placeholder(int)
+  c.model.mlp_ratio = ml_collections.config_dict.placeholder(float)
   c.model.patch_size = 16
   c.model.pool = 'gap'     # 'gap' (mean of patch tokens + fc_norm, as MAE fine-tuning) or 'cls'
   # BFT's position table is MGP's sin-cos table, bicubically resized when BFT runs at another

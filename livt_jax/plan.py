@@ -72,7 +72,8 @@ def describe(config, num_devices: int) -> str:
     from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
     source = sources.load_source(config.dataset, 'train')
     num_train, num_classes = len(source), source.num_classes
-  variant = vit.get_variant(config.model.variant)
+  variant = vit.config_size(config.model)
+  overrides = ''.join(f', model.{k}={v}' for k, v in vit.size_overrides(config.model).items())
   data_axis, fsdp_axis = validate.mesh_shape(config, num_devices)
   channels = info.num_channels
   lines = [
@@ -87,7 +88,8 @@ def describe(config, num_devices: int) -> str:
       f'{config.dataset.few_threshold}..{config.dataset.many_threshold}, few < '
       f'{config.dataset.few_threshold} training images',
       f'model: ViT-{config.model.variant} (width {variant["width"]}, depth {variant["depth"]}, '
-      f'heads {variant["heads"]}), patch {config.model.patch_size}, pool {config.model.pool}',
+      f'heads {variant["heads"]}{overrides}), patch {config.model.patch_size}, pool '
+      f'{config.model.pool}',
   ]
   for stage in ('mgp', 'bft'):
     if stage not in stages:

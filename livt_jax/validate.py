@@ -110,6 +110,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('dataset.num_classes', config.dataset.num_classes,
           f'{info.name} has {info.num_classes} classes; drop the override or fix it')
   vit.get_variant(config.model.variant)  # raises on an unknown variant
+  _check_model_size(config.model)
   if config.dataset.class_order not in ('natural', 'shuffled'):
     _fail('dataset.class_order', config.dataset.class_order, "use 'natural' or 'shuffled'")
   imbalance = config.dataset.imbalance
@@ -302,3 +303,22 @@ def _check_loss_options(config, info):
 
 def _count(prior) -> int:
   return len(prior.split(',')) if isinstance(prior, str) else len(prior)
+
+
+def _check_model_size(model):
+  """model.width / depth / heads / mlp_ratio: unset, or sizes a ViT can have."""
+  for field in ('width', 'depth', 'heads'):
+    value = model.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+      _fail(f'model.{field}', value, f'use a positive whole number, or leave it unset for '
+            f'ViT-{model.variant}\'s')
+  ratio = model.get('mlp_ratio')
+  if ratio is not None:
+    _check_positive('model.mlp_ratio', ratio, f'use a positive MLP width / width ratio, e.g. 4, '
+                    f'or leave it unset for ViT-{model.variant}\'s')
+  size = vit.config_size(model)
+  if size['width'] % size['heads']:
+    _fail('model.width', size['width'], f'must be divisible by the {size["heads"]} heads; set '
+          f'--config.model.heads to a divisor (ViTs use width / 64)')
+  if size['width'] % 4:  # the 2-D sin-cos table: sin and cos of two coordinates
+    _fail('model.width', size['width'], 'must be divisible by 4 (the sin-cos position table)')
