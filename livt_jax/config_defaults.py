@@ -129,6 +129,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.ema_decay = 0.0
   # Where the encoder comes from when bft runs without mgp in the same run (a checkpoint dir).
   c.bft.init_from = ml_collections.config_dict.placeholder(str)
+  # Set by a recipe that only fine-tunes (e.g. configs/cifar100_lt.py:recipe=official): which
+  # pretrained encoder bft.init_from must name; BFT without MGP then refuses to start without it.
+  c.bft.init_from_needed = ml_collections.config_dict.placeholder(str)
 
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.batch_size = 1024
@@ -181,15 +184,3 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.peak_tflops = ml_collections.config_dict.placeholder(float)
   return c
 
-
-def parse_arg(arg: str | None, **defaults):
-  """Parses a `--config=file.py:key=value,key2=value2` argument over typed defaults."""
-  out = dict(defaults)
-  for item in filter(None, (arg or '').split(',')):
-    key, sep, value = item.partition('=')
-    if not sep or key not in defaults:
-      raise ValueError(
-          f'config argument {item!r} is not understood; use key=value with key in '
-          f'{sorted(defaults)}, e.g. --config=configs/cifar100_lt.py:imb=10')
-    out[key] = type(defaults[key])(value)
-  return out

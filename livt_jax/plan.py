@@ -112,6 +112,11 @@ def describe(config, num_devices: int) -> str:
         f'({p.steps_per_epoch}/epoch, warmup {p.warmup_steps}), global batch {p.global_batch} '
         f'({p.batch_per_device}/device), lr {sc.base_lr:g} x {p.global_batch}/256 = '
         f'{p.peak_lr:.4g} -> {p.min_lr:g}, AdamW({sc.b1}, {sc.b2}) wd {sc.weight_decay}; {extra}')
+  pretrain = config.mgp.image_size // config.model.patch_size
+  grid = config.bft.image_size // config.model.patch_size
+  if 'bft' in stages and pretrain != grid:  # posemb.resize_bicubic, as MAE's interpolate_pos_embed
+    lines.append(f"position table: MGP's {pretrain}x{pretrain} grid ({config.mgp.image_size}px) "
+                 f'resized to {grid}x{grid} for BFT (torch bicubic, as MAE)')
   if 'evaluate' in stages:
     lines.append(f'evaluate: batch {config.evaluate.batch_size}, ECE/MCE with '
                  f'{config.evaluate.num_bins} bins')

@@ -182,6 +182,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
               'or set --config.evaluate.checkpoint=WORKDIR/bft/checkpoints of a finished run')
       _check_checkpoint_dir('evaluate.checkpoint', config.evaluate.checkpoint,
                             'point it at a finished BFT run (WORKDIR/bft/checkpoints)')
+  needed = config.bft.get('init_from_needed')
+  if needed and 'bft' in stages and 'mgp' not in stages and not config.bft.init_from:
+    _fail('bft.init_from', config.bft.init_from,
+          f'this recipe fine-tunes {needed}: set --config.bft.init_from to it (an MGP run\'s '
+          'WORKDIR/mgp/checkpoints or a PyTorch .pth/.safetensors)')
   if ('bft' in stages and 'mgp' not in stages and config.bft.init_from
       and config.bft.init_from != INIT_FROM_SCRATCH):
     _check_checkpoint_dir('bft.init_from', config.bft.init_from,
