@@ -16,6 +16,7 @@ from logging import handlers as std_log_handlers
 import os
 import sys
 import tempfile
+import threading
 
 from absl import app
 from absl import flags
@@ -91,6 +92,15 @@ def _clear_errors() -> tuple[type, ...]:
   return tuple(types)
 
 
+def _join_background_imports():
+  """run.run imports TensorFlow (clu) on a thread named 'import ...'; an error that ends the run
+  before that import is done must wait for it, or the interpreter shuts down under it (a
+  "can't register atexit after shutdown" traceback after our one line)."""
+  for thread in threading.enumerate():
+    if thread.name.startswith('import ') and thread is not threading.current_thread():
+      thread.join()
+
+
 def _config_arg_error(error: BaseException):
   """The ConfigArgError behind a flag error (config_flags re-raises it with the traceback as
   text; the original, with the plain message, is the deepest in the chain), or None."""
@@ -159,7 +169,8 @@ def _main(argv):
     if not isinstance(e, _clear_errors()) or FLAGS.traceback:
       raise
     logging.debug('error', exc_info=True)
-    print(f'livt_jax: error: {e}', file=sys.stderr)
+    print(f'livt_jax: error: {e}', file=sys.stderr, flush=True)
+    _join_background_imports()
     return 2
   return 0
 
