@@ -95,7 +95,7 @@ def test_command_line_errors_are_one_line(files, tmp_path):
 
 
 def test_not_a_torch_file_and_legacy_files(tmp_path):
-  cases = {b'': 'is empty (0 bytes)', b'\x80\x02}q\x00.': 'is a legacy-format torch file',
+  cases = {b'': 'is empty (0 bytes)', b'\x80\x02}q\x00.': 'is a torch file of the legacy format',
            b'hello world': "is not a PyTorch checkpoint: neither a torch.save zip archive nor "
                            "a legacy pickle (it starts with b'hello wo')"}
   for i, (data, message) in enumerate(cases.items()):

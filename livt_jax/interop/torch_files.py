@@ -148,7 +148,7 @@ def _not_a_zip(path, data: bytes) -> str:
     return (f'{path} is truncated: a torch.save zip archive of {len(data)} bytes whose end (the '
             'zip directory) is missing; copy or download it again')
   if data[:1] == b'\x80':  # a pickle: torch.save before 1.6 wrote one stream, not a zip
-    return (f'{path} is a legacy-format torch file (torch < 1.6, a bare pickle); re-save it '
+    return (f'{path} is a torch file of the legacy format (torch < 1.6: a bare pickle); re-save it '
             'with a newer torch first: torch.save(torch.load(old), new)')
   return (f'{path} is not a PyTorch checkpoint: neither a torch.save zip archive nor a legacy '
           f'pickle (it starts with {data[:8]!r}); use a .pth/.pt/.bin written by torch.save or '
