@@ -35,11 +35,12 @@ with this bias on 10 classes (val 74.0; the console says so when it is set). The
 averages the raw logits of each image and its mirror (`evaluate.views='flip'`; larger val,
 seeds 0-3: 85.32 against 84.49 for one view).
 """
+from livt_jax import config_args
 from livt_jax import config_defaults
 
 
 def get_config(arg=None):
-  del arg
+  config_args.parse(arg, __file__)  # takes none: refuses any
   c = config_defaults.get_base_config()
   c.dataset.name = 'fashion_mnist_lt'
   c.dataset.imbalance = 100.0

@@ -8,11 +8,12 @@ Run:
 Paper (Table 4, ViT-B/16, 224 px): top-1 40.8 (Many 48.1 / Medium 40.6 / Few 27.5).
 Table 10: tau 1.05, 30 BFT epochs with 5 warmup epochs (a small dataset: avoid over-fitting).
 """
+from livt_jax import config_args
 from livt_jax import config_defaults
 
 
 def get_config(arg=None):
-  del arg
+  config_args.parse(arg, __file__)  # takes none: refuses any
   c = config_defaults.get_base_config()
   c.dataset.name = 'places_lt'
   c.bft.tau = 1.05

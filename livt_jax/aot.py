@@ -146,7 +146,7 @@ def analytic_flops_per_image(config, stage: str, channels: int, num_classes: int
   """Matmul FLOPs of one training image: forward + backward (2x forward), less the patch
   embedding's input gradient; no recomputation. Elementwise ops, norms, softmax not counted."""
   from livt_jax.models import vit  # pylint: disable=g-import-not-at-top
-  v = vit.get_variant(config.model.variant)
+  v = vit.config_size(config.model)
   width, depth = v['width'], v['depth']
   ratio = v.get('mlp_ratio', 4.0)
   p = config.model.patch_size

@@ -44,6 +44,12 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.variant = 'B'   # Ti, S, B, L (+ small CPU variants, see livt_jax/models/vit.py)
+  # Size overrides of the variant's table (None: the variant's), e.g. for a PyTorch checkpoint
+  # of a size no variant has: model.width / depth / heads / mlp_ratio.
+  c.model.width = ml_collections.config_dict.placeholder(int)
+  c.model.depth = ml_collections.config_dict.placeholder(int)
+  c.model.heads = ml_collections.config_dict.placeholder(int)
+  c.model.mlp_ratio = ml_collections.config_dict.placeholder(float)
   c.model.patch_size = 16
   c.model.pool = 'gap'     # 'gap' (mean of patch tokens + fc_norm, as MAE fine-tuning) or 'cls'
   # BFT's position table is MGP's sin-cos table, bicubically resized when BFT runs at another
@@ -136,6 +142,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.bft.ema_decay = 0.0
   # Where the encoder comes from when bft runs without mgp in the same run (a checkpoint dir).
   c.bft.init_from = ml_collections.config_dict.placeholder(str)
+  # Set by a recipe that only fine-tunes (e.g. configs/cifar100_lt.py:recipe=official): which
+  # pretrained encoder bft.init_from must name; BFT without MGP then refuses to start without it.
+  c.bft.init_from_needed = ml_collections.config_dict.placeholder(str)
 
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.batch_size = 1024
@@ -188,15 +197,3 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.peak_tflops = ml_collections.config_dict.placeholder(float)
   return c
 
-
-def parse_arg(arg: str | None, **defaults):
-  """Parses a `--config=file.py:key=value,key2=value2` argument over typed defaults."""
-  out = dict(defaults)
-  for item in filter(None, (arg or '').split(',')):
-    key, sep, value = item.partition('=')
-    if not sep or key not in defaults:
-      raise ValueError(
-          f'config argument {item!r} is not understood; use key=value with key in '
-          f'{sorted(defaults)}, e.g. --config=configs/cifar100_lt.py:imb=10')
-    out[key] = type(defaults[key])(value)
-  return out

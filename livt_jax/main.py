@@ -16,12 +16,14 @@ from logging import handlers as std_log_handlers
 import os
 import sys
 import tempfile
+import threading
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from livt_jax import config_args
 from livt_jax import distributed
 from livt_jax import host_malloc
 from livt_jax import supervise
@@ -90,6 +92,39 @@ def _clear_errors() -> tuple[type, ...]:
   return tuple(types)
 
 
+def _join_background_imports():
+  """run.run imports TensorFlow (clu) on a thread named 'import ...'; an error that ends the run
+  before that import is done must wait for it, or the interpreter shuts down under it (a
+  "can't register atexit after shutdown" traceback after our one line)."""
+  for thread in threading.enumerate():
+    if thread.name.startswith('import ') and thread is not threading.current_thread():
+      thread.join()
+
+
+def _config_arg_error(error: BaseException):
+  """The ConfigArgError behind a flag error (config_flags re-raises it with the traceback as
+  text; the original, with the plain message, is the deepest in the chain), or None."""
+  found, seen = None, set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, config_args.ConfigArgError):
+      found = error
+    error = error.__cause__ or error.__context__
+  return found
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, but a bad `--config=FILE.py:ARG` is one line and exit code 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    arg_error = _config_arg_error(e)
+    if arg_error is None:
+      return app.parse_flags_with_usage(argv)  # absl's own message and exit code
+    print(f'livt_jax: error: {arg_error}', file=sys.stderr)
+    sys.exit(2)
+
+
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -134,7 +169,8 @@ def _main(argv):
     if not isinstance(e, _clear_errors()) or FLAGS.traceback:
       raise
     logging.debug('error', exc_info=True)
-    print(f'livt_jax: error: {e}', file=sys.stderr)
+    print(f'livt_jax: error: {e}', file=sys.stderr, flush=True)
+    _join_background_imports()
     return 2
   return 0
 
@@ -149,7 +185,7 @@ def main():
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   flags.mark_flag_as_required('config')
-  app.run(lambda argv: sys.exit(_main(argv)))
+  app.run(lambda argv: sys.exit(_main(argv)), flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

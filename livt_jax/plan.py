@@ -72,7 +72,8 @@ def describe(config, num_devices: int) -> str:
     from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
     source = sources.load_source(config.dataset, 'train')
     num_train, num_classes = len(source), source.num_classes
-  variant = vit.get_variant(config.model.variant)
+  variant = vit.config_size(config.model)
+  overrides = ''.join(f', model.{k}={v}' for k, v in vit.size_overrides(config.model).items())
   data_axis, fsdp_axis = validate.mesh_shape(config, num_devices)
   channels = info.num_channels
   lines = [
@@ -87,7 +88,8 @@ def describe(config, num_devices: int) -> str:
       f'{config.dataset.few_threshold}..{config.dataset.many_threshold}, few < '
       f'{config.dataset.few_threshold} training images',
       f'model: ViT-{config.model.variant} (width {variant["width"]}, depth {variant["depth"]}, '
-      f'heads {variant["heads"]}), patch {config.model.patch_size}, pool {config.model.pool}',
+      f'heads {variant["heads"]}{overrides}), patch {config.model.patch_size}, pool '
+      f'{config.model.pool}',
   ]
   for stage in ('mgp', 'bft'):
     if stage not in stages:
@@ -110,6 +112,11 @@ def describe(config, num_devices: int) -> str:
         f'({p.steps_per_epoch}/epoch, warmup {p.warmup_steps}), global batch {p.global_batch} '
         f'({p.batch_per_device}/device), lr {sc.base_lr:g} x {p.global_batch}/256 = '
         f'{p.peak_lr:.4g} -> {p.min_lr:g}, AdamW({sc.b1}, {sc.b2}) wd {sc.weight_decay}; {extra}')
+  pretrain = config.mgp.image_size // config.model.patch_size
+  grid = config.bft.image_size // config.model.patch_size
+  if 'bft' in stages and pretrain != grid:  # posemb.resize_bicubic, as MAE's interpolate_pos_embed
+    lines.append(f"position table: MGP's {pretrain}x{pretrain} grid ({config.mgp.image_size}px) "
+                 f'resized to {grid}x{grid} for BFT (torch bicubic, as MAE)')
   if 'evaluate' in stages:
     lines.append(f'evaluate: batch {config.evaluate.batch_size}, ECE/MCE with '
                  f'{config.evaluate.num_bins} bins')

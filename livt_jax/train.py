@@ -64,7 +64,7 @@ def build_stage(config, name: str, mesh, num_train: int, image_channels: int,
   params_sharding = sharding.param_shardings(boxed, mesh)
   schedule = optim.lr_schedule(sc.base_lr, p.global_batch, p.total_steps, p.warmup_steps,
                                sc.min_lr)
-  depth = vit.get_variant(config.model.variant)['depth']
+  depth = vit.config_size(config.model)['depth']
   tx = optim.make_optimizer(
       nn.unbox(boxed), learning_rate=schedule, b1=sc.b1, b2=sc.b2, weight_decay=sc.weight_decay,
       layer_decay=sc.layer_decay if name == 'bft' else None, depth=depth,

@@ -111,6 +111,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('dataset.num_classes', config.dataset.num_classes,
           f'{info.name} has {info.num_classes} classes; drop the override or fix it')
   vit.get_variant(config.model.variant)  # raises on an unknown variant
+  _check_model_size(config.model)
   if config.dataset.class_order not in ('natural', 'shuffled'):
     _fail('dataset.class_order', config.dataset.class_order, "use 'natural' or 'shuffled'")
   imbalance = config.dataset.imbalance
@@ -182,6 +183,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
               'or set --config.evaluate.checkpoint=WORKDIR/bft/checkpoints of a finished run')
       _check_checkpoint_dir('evaluate.checkpoint', config.evaluate.checkpoint,
                             'point it at a finished BFT run (WORKDIR/bft/checkpoints)')
+  needed = config.bft.get('init_from_needed')
+  if needed and 'bft' in stages and 'mgp' not in stages and not config.bft.init_from:
+    _fail('bft.init_from', config.bft.init_from,
+          f'this recipe fine-tunes {needed}: set --config.bft.init_from to it (an MGP run\'s '
+          'WORKDIR/mgp/checkpoints or a PyTorch .pth/.safetensors)')
   if ('bft' in stages and 'mgp' not in stages and config.bft.init_from
       and config.bft.init_from != INIT_FROM_SCRATCH):
     _check_checkpoint_dir('bft.init_from', config.bft.init_from,
@@ -312,3 +318,22 @@ def _check_loss_options(config, info):
 
 def _count(prior) -> int:
   return len(prior.split(',')) if isinstance(prior, str) else len(prior)
+
+
+def _check_model_size(model):
+  """model.width / depth / heads / mlp_ratio: unset, or sizes a ViT can have."""
+  for field in ('width', 'depth', 'heads'):
+    value = model.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+      _fail(f'model.{field}', value, f'use a positive whole number, or leave it unset for '
+            f'ViT-{model.variant}\'s')
+  ratio = model.get('mlp_ratio')
+  if ratio is not None:
+    _check_positive('model.mlp_ratio', ratio, f'use a positive MLP width / width ratio, e.g. 4, '
+                    f'or leave it unset for ViT-{model.variant}\'s')
+  size = vit.config_size(model)
+  if size['width'] % size['heads']:
+    _fail('model.width', size['width'], f'must be divisible by the {size["heads"]} heads; set '
+          f'--config.model.heads to a divisor (ViTs use width / 64)')
+  if size['width'] % 4:  # the 2-D sin-cos table: sin and cos of two coordinates
+    _fail('model.width', size['width'], 'must be divisible by 4 (the sin-cos position table)')

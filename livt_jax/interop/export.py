@@ -11,12 +11,18 @@ arguments to build it are printed (and stored in a .safetensors file's metadata)
     timm.models.load_checkpoint(model, 'vit.safetensors', strict=True)
 
 MGP gives a facebookresearch/mae MaskedAutoencoderViT state dict. torch is not needed.
+The console shows our lines only (library logs: --verbose); a bad workdir, step or file name is
+one `livt_jax: error:` line and exit code 2.
 """
 import json
+import logging as std_logging
+import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
+import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -32,6 +38,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'the run directory (holds config
 _STAGE = flags.DEFINE_enum('stage', 'bft', ['bft', 'mgp'], 'which stage to export')
 _STEP = flags.DEFINE_integer('step', None, 'checkpoint step (default: the latest)')
 _OUT = flags.DEFINE_string('out', None, 'output file: .pth (torch.save) or .safetensors')
+_VERBOSE = flags.DEFINE_bool('verbose', False, 'show library logs (orbax, absl) on the console')
 
 
 def read_params(checkpoint_dir, step=None) -> dict:
@@ -42,7 +49,17 @@ def read_params(checkpoint_dir, step=None) -> dict:
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {checkpoint_dir}')
-  state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))['state']
+  if step not in mngr.all_steps():
+    raise FileNotFoundError(f'no step {step} in {checkpoint_dir}; it holds steps '
+                            f'{", ".join(map(str, mngr.all_steps()))}')
+  # Restored as host NumPy arrays, so the run's device layout (a sharding file that may name
+  # devices this host lacks) is not used.
+  tree = ocp.PyTreeCheckpointer().metadata(os.path.join(str(mngr.directory), str(step), 'state'))
+  tree = getattr(tree, 'item_metadata', tree)
+  tree = getattr(tree, 'tree', tree)
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  state = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(restore_args=restore_args)))['state']
   mngr.close()
   ema = optim.ema_params(state['opt_state'])
   return {'step': step, 'params': _to_numpy(state['params'] if ema is None else ema)}
@@ -56,8 +73,11 @@ def _to_numpy(tree):
 
 def export(workdir, stage: str, out: str, step=None) -> dict:
   """Writes `out`; returns {'step', 'keys', 'timm_kwargs' (BFT only)}."""
-  config = ml_collections.ConfigDict(json.loads((paths.resolve(workdir) / 'config.json')
-                                                .read_text()))
+  config_file = paths.resolve(workdir) / 'config.json'
+  if not config_file.exists():
+    raise FileNotFoundError(f'{config_file} does not exist; --workdir takes the directory of a '
+                            'livt_jax run (it holds config.json)')
+  config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
   loaded = read_params(paths.resolve(workdir) / stage / 'checkpoints', step)
   params = loaded['params']
   info = registry.get_info(config.dataset.name)
@@ -87,7 +107,13 @@ def main(argv):
     print('usage: python -m livt_jax.interop.export --workdir=RUN --out=FILE.safetensors|.pth '
           '[--stage=bft|mgp] [--step=N]', file=sys.stderr)
     return 2
-  result = export(_WORKDIR.value, _STAGE.value, _OUT.value, _STEP.value)
+  if not _VERBOSE.value:  # as livt_jax.main: library INFO / WARNING lines stay off the console
+    logging.get_absl_handler().setLevel(std_logging.ERROR)
+  try:
+    result = export(_WORKDIR.value, _STAGE.value, _OUT.value, _STEP.value)
+  except (ValueError, FileNotFoundError) as e:
+    print(f'livt_jax: error: {e}', file=sys.stderr)
+    return 2
   print(f'livt_jax: wrote {_OUT.value}: {result["keys"]} tensors of the {_STAGE.value} '
         f'checkpoint at step {result["step"]}')
   if result['timm_kwargs']:

@@ -18,6 +18,7 @@ import json
 import pickle
 import struct
 import zipfile
+import zlib
 
 import ml_dtypes
 import numpy as np
@@ -123,9 +124,7 @@ def _read_torch_zip(path, data: bytes):
   try:
     archive = zipfile.ZipFile(io.BytesIO(data))
   except zipfile.BadZipFile as e:
-    raise TorchFileError(
-        f'{path} is not a torch.save zip archive ({e}); files of the legacy format (torch < 1.6) '
-        'must be re-saved first: torch.save(torch.load(old), new)') from e
+    raise TorchFileError(_not_a_zip(path, data)) from e
   pickles = [n for n in archive.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
   if not pickles:
     raise TorchFileError(f'{path} is a zip file but no torch.save archive (no <root>/data.pkl)')
@@ -135,16 +134,40 @@ def _read_torch_zip(path, data: bytes):
     raise TorchFileError(f'{path} was saved on a big-endian machine; re-save it on x86/ARM')
   try:
     return _StateDictUnpickler(archive.read(pickles[0]), archive, root).load()
-  except (pickle.UnpicklingError, KeyError, ValueError, TypeError) as e:
-    raise TorchFileError(f'cannot read {path}: {type(e).__name__}: {e}') from e
+  except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+          zlib.error) as e:
+    raise TorchFileError(f'cannot read {path}: {type(e).__name__}: {e} (a damaged file? copy or '
+                         'download it again)') from e
+
+
+def _not_a_zip(path, data: bytes) -> str:
+  """Why `data` opens as no zip archive: cut short, the pre-1.6 format, or no torch file."""
+  if not data:
+    return f'{path} is empty (0 bytes): not a PyTorch checkpoint; copy or download it again'
+  if data[:4] == b'PK\x03\x04':  # a zip's first local header, but no directory at its end
+    return (f'{path} is truncated: a torch.save zip archive of {len(data)} bytes whose end (the '
+            'zip directory) is missing; copy or download it again')
+  if data[:1] == b'\x80':  # a pickle: torch.save before 1.6 wrote one stream, not a zip
+    return (f'{path} is a torch file of the legacy format (torch < 1.6: a bare pickle); re-save it '
+            'with a newer torch first: torch.save(torch.load(old), new)')
+  return (f'{path} is not a PyTorch checkpoint: neither a torch.save zip archive nor a legacy '
+          f'pickle (it starts with {data[:8]!r}); use a .pth/.pt/.bin written by torch.save or '
+          'a .safetensors file')
 
 
 def _read_safetensors(path, data: bytes) -> dict:
+  if len(data) < 8:
+    raise TorchFileError(f'{path} is truncated or not a safetensors file: {len(data)} bytes, '
+                         'less than its 8-byte header length; copy or download it again')
+  (length,) = struct.unpack('<Q', data[:8])
+  if 8 + length > len(data):
+    raise TorchFileError(f'{path} is truncated or not a safetensors file: its header says '
+                         f'{length} bytes of JSON but the file has {len(data) - 8} after the '
+                         'length; copy or download it again')
   try:
-    (length,) = struct.unpack('<Q', data[:8])
     header = json.loads(data[8:8 + length])
-  except (struct.error, ValueError) as e:
-    raise TorchFileError(f'{path} is not a safetensors file ({e})') from e
+  except ValueError as e:
+    raise TorchFileError(f'{path} is not a safetensors file (its header is no JSON: {e})') from e
   body = memoryview(data)[8 + length:]
   out = {}
   for name, info in header.items():
@@ -153,6 +176,15 @@ def _read_safetensors(path, data: bytes) -> dict:
     if info['dtype'] not in _SAFETENSORS_DTYPES:
       raise TorchFileError(f'{path}: tensor {name} has unsupported dtype {info["dtype"]}')
     start, end = info['data_offsets']
+    need = int(np.prod(info['shape'])) * np.dtype(_SAFETENSORS_DTYPES[info['dtype']]).itemsize
+    if end > len(body):
+      raise TorchFileError(
+          f'{path} is truncated: tensor {name} lies at bytes {start}..{end} of the data but the '
+          f'file holds {len(body)} bytes of data; copy or download it again')
+    if end - start != need:
+      raise TorchFileError(
+          f'{path} is damaged: tensor {name} ({info["dtype"]} {info["shape"]}) needs {need} '
+          f'bytes but its header gives it {end - start}; copy or download it again')
     out[name] = np.frombuffer(body[start:end], _SAFETENSORS_DTYPES[info['dtype']]).reshape(
         info['shape']).copy()
   return out

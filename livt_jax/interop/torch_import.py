@@ -49,17 +49,34 @@ def describe(sd: dict) -> dict:
 
 
 def _variant_name(width, depth) -> str:
+  """'ViT-Ti' where a variant of livt_jax has this size, else 'ViT'."""
   names = [n for n, v in vit.VARIANTS.items() if (v['width'], v['depth']) == (width, depth)]
-  return f'ViT-{names[0]}' if names else f'ViT (width {width}, depth {depth})'
+  return f'ViT-{names[0]}' if names else 'ViT'
+
+
+def size_fix(have: dict) -> str:
+  """The settings that build the checkpoint's size: its variant, or the size overrides."""
+  ratio = have['mlp'] / have['width'] if have['mlp'] else 4.0
+  name = next((n for n, v in vit.VARIANTS.items()
+               if (v['width'], v['depth'], v['mlp_ratio']) == (have['width'], have['depth'],
+                                                               ratio)), None)
+  if name:
+    return f'set --config.model.variant={name}'
+  heads = max(1, have['width'] // 64)
+  heads = heads if have['width'] % heads == 0 else 1
+  fix = (f'no ViT variant of livt_jax has this size: set the variant\'s size overrides '
+         f'--config.model.width={have["width"]} --config.model.depth={have["depth"]} '
+         f'--config.model.heads={heads}')
+  if ratio != 4.0:
+    fix += f' --config.model.mlp_ratio={ratio:g}'
+  return fix + ' (a state dict does not record the heads; ViTs use width / 64: check its source)'
 
 
 def check_model(path, have: dict, model, num_classes=None) -> None:
   """Raises CheckpointMismatchError naming both sides when the checkpoint cannot fill `model`."""
   where = f'PyTorch checkpoint {path}'
   if (have['width'], have['depth']) != (model.width, model.depth):
-    fix = next((f'set --config.model.variant={n}' for n, v in vit.VARIANTS.items()
-                if (v['width'], v['depth']) == (have['width'], have['depth'])),
-               'no variant of livt_jax has this size')
+    fix = size_fix(have)
     raise CheckpointMismatchError(
         f'{where} holds a {_variant_name(have["width"], have["depth"])} (width {have["width"]}, '
         f'depth {have["depth"]}) but the config asks for '
@@ -72,7 +89,8 @@ def check_model(path, have: dict, model, num_classes=None) -> None:
   if have['mlp'] != int(model.width * model.mlp_ratio):
     raise CheckpointMismatchError(
         f'{where} has MLP width {have["mlp"]} but the config builds '
-        f'{int(model.width * model.mlp_ratio)} (mlp_ratio {model.mlp_ratio})')
+        f'{int(model.width * model.mlp_ratio)} (mlp_ratio {model.mlp_ratio}); set '
+        f'--config.model.mlp_ratio={have["mlp"] / have["width"]:g}')
   pool = getattr(model, 'pool', None)
   if pool is not None and num_classes is not None:  # a classifier: pool and head must fit
     if have['classes'] is None:

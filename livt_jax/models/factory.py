@@ -61,7 +61,7 @@ def slow_bf16_matmul_note(config, flags: frozenset | None, platform: str | None 
 
 def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.ViT:
   """The BFT classifier; its position table is MGP's, resized when BFT's grid differs."""
-  v = vit.get_variant(config.model.variant)
+  v = vit.config_size(config.model)
   pretrain = config.mgp.image_size // config.model.patch_size
   return vit.ViT(
       width=v['width'], depth=v['depth'], num_heads=v['heads'], mlp_ratio=v.get('mlp_ratio', 4.0),
@@ -73,7 +73,7 @@ def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.V
 
 
 def build_mae(config) -> mae.MAE:
-  v = vit.get_variant(config.model.variant)
+  v = vit.config_size(config.model)
   return mae.MAE(
       width=v['width'], depth=v['depth'], num_heads=v['heads'], mlp_ratio=v.get('mlp_ratio', 4.0),
       patch_size=config.model.patch_size, decoder_width=config.model.decoder_width,

@@ -10,7 +10,6 @@ where D is the embedding width. As in MAE the *column* coordinate fills the firs
 channels. With `cls_token=True` a row of zeros is prepended for the class token, so the class
 token carries no position.
 """
-import jax
 import numpy as np
 
 
@@ -46,19 +45,56 @@ def sincos_2d(embed_dim: int, grid_h: int, grid_w: int, cls_token: bool = True) 
   return emb.astype(np.float32)
 
 
+# Keys' parameter of torch's bicubic kernel (UpSample.h, get_cubic_upsample_coefficients).
+TORCH_CUBIC_A = -0.75
+
+
+def _cubic_weights(t: np.ndarray, a: float) -> np.ndarray:
+  """The four tap weights [..., 4] for source offsets -1, 0, +1, +2 at fraction t in [0, 1)."""
+  def near(x):  # |x| <= 1
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+  def far(x):  # 1 < |x| < 2
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+  return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+def torch_bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """[out_size, in_size] float64 matrix of torch's 1-D bicubic resampling.
+
+  `F.interpolate(mode='bicubic', align_corners=False)` without antialias (PyTorch
+  aten/src/ATen/native/UpSample.h: area_pixel_compute_scale, area_pixel_compute_source_index
+  with cubic=True, get_cubic_upsample_coefficients with A = -0.75, upsample_get_value_bounded):
+  output i samples the input at x = (i + 0.5) * in / out - 0.5, from the four inputs
+  floor(x) - 1 .. floor(x) + 2, indices clamped to the border (so a border input takes the
+  weight of the taps beyond it). The same taps when shrinking: no antialias filter.
+  """
+  scale = in_size / out_size if out_size > 1 else 0.0  # area_pixel_compute_scale
+  x = scale * (np.arange(out_size, dtype=np.float64) + 0.5) - 0.5
+  base = np.floor(x)
+  weights = _cubic_weights(x - base, TORCH_CUBIC_A)
+  taps = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3), 0, in_size - 1)
+  matrix = np.zeros((out_size, in_size))
+  np.add.at(matrix, (np.repeat(np.arange(out_size), 4), taps.reshape(-1)), weights.reshape(-1))
+  return matrix
+
+
 def resize_bicubic(table: np.ndarray, grid_h: int, grid_w: int,
                    new_h: int, new_w: int) -> np.ndarray:
   """A patch table [grid_h * grid_w, D] resized bicubically to [new_h * new_w, D] (float32).
 
-  As MAE/LiVT carry a pre-training table to a fine-tuning grid (`interpolate_pos_embed`), here
-  with `jax.image.resize`'s bicubic (Keys a = -0.5, half-pixel centres, the same as Pillow's;
-  torch's `F.interpolate` uses a = -0.75).
+  As MAE/LiVT carry a pre-training table to a fine-tuning grid: facebookresearch/mae
+  util/pos_embed.py, `interpolate_pos_embed` (the same function in XuZhengzhuo/LiVT), resizes the
+  patch rows with torch's `F.interpolate(mode='bicubic', align_corners=False)`; here that
+  resize (torch_bicubic_matrix) along rows and columns, computed in float64. (Before, this used
+  `jax.image.resize`'s bicubic: Keys a = -0.5, antialiased when shrinking; on ViT-B's 768-wide
+  table 8x8 -> 14x14 that differs from torch's by 0.8% in relative norm, 0.05 at most.)
   """
   width = table.shape[-1]
-  grid = np.asarray(table, np.float32).reshape(grid_h, grid_w, width)
-  with jax.ensure_compile_time_eval():  # a constant, also when called while tracing a step
-    out = jax.image.resize(grid, (new_h, new_w, width), method='bicubic')
-  return np.asarray(out, np.float32).reshape(new_h * new_w, width)
+  grid = np.asarray(table, np.float64).reshape(grid_h, grid_w, width)
+  # Separable, as torch: each output is a 4x4-tap sum with row weights times column weights.
+  out = np.einsum('ih,hwd,jw->ijd', torch_bicubic_matrix(grid_h, new_h), grid,
+                  torch_bicubic_matrix(grid_w, new_w))
+  return out.astype(np.float32).reshape(new_h * new_w, width)
 
 
 def encoder_table(embed_dim: int, grid: tuple[int, int],

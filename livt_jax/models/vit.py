@@ -61,6 +61,26 @@ def get_variant(name: str) -> dict:
   return dict(VARIANTS[name])
 
 
+# config.model fields that, when set, override the named variant's size (a checkpoint of a size
+# the table lacks: the interop and checkpoint error lines name them).
+SIZE_OVERRIDES = ('width', 'depth', 'heads', 'mlp_ratio')
+
+
+def config_size(model_config) -> dict:
+  """The size dict of config.model: its variant's, with model.width / depth / heads / mlp_ratio
+  taking the place of the variant's values where they are set (not None)."""
+  size = get_variant(model_config.variant)
+  for field in SIZE_OVERRIDES:
+    if model_config.get(field) is not None:
+      size[field] = model_config[field]
+  return size
+
+
+def size_overrides(model_config) -> dict:
+  """{field: value} of the size overrides set in config.model."""
+  return {f: model_config[f] for f in SIZE_OVERRIDES if model_config.get(f) is not None}
+
+
 def _part(init, axes):
   return nn.with_logical_partitioning(init, axes)
 
