@@ -131,7 +131,7 @@ def test_tpu_pod_ships_the_checkout_sets_up_jax_tpu_only_and_runs_the_quoted_com
   assert ssh[:7] == ['compute', 'tpus', 'tpu-vm', 'ssh', 'my-tpu', '--zone=us-central2-b',
                      '--worker=all']
   assert len(ssh) == 8 and ssh[7].startswith('--command=')
-  assert 'bash launch/setup.sh --tpu --no-data\n' in ssh[7]
+  assert '\nbash launch/setup.sh --tpu --no-data \n' in ssh[7]
   assert not os.path.exists(scp[4]), 'the local tarball is left behind'
 
   with tarfile.open(box.worker / 'livt_jax.tgz') as tar:
@@ -158,6 +158,17 @@ def test_tpu_pod_ships_the_checkout_sets_up_jax_tpu_only_and_runs_the_quoted_com
   assert name == '.venv/bin/python'
   assert argv == ['-m', 'livt_jax.main', '--config=configs/inat18.py',
                   '--workdir=gs://bucket/runs/inat18', *OVERRIDES]
+
+
+def test_tpu_pod_workers_make_their_venv_with_the_named_python(box):
+  shutil.copy(box.bin / 'python3', box.bin / 'python3.11')
+  out = box.run(['bash', 'launch/tpu_pod.sh', 'my-tpu', 'zone', 'c.py', '/shared/runs/x'],
+                LIVT_WORKER_PYTHON='python3.11')
+  assert out.returncode == 0, out.stderr
+  command = box.called('gcloud')[1][3][7]
+  assert '\nPYTHON=python3.11 bash launch/setup.sh --tpu --no-data \n' in command
+  assert ['-m', 'venv', '.venv'] in [c[3] for c in box.called('python3.11')]
+  assert not box.called('python3')
 
 
 @pytest.mark.parametrize('args, says', [
