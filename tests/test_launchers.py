@@ -329,3 +329,27 @@ def test_shellcheck_finds_nothing_in_the_scripts():
   out = subprocess.run([_shellcheck(), '--shell=bash', *scripts], text=True, capture_output=True,
                        check=False)
   assert out.returncode == 0 and not out.stdout, out.stdout + out.stderr
+
+
+def _doc_commands(*names):
+  """The launcher command lines in docs pages' code blocks (4-space indent, `\\` joined)."""
+  commands = []
+  for name in names:
+    with open(os.path.join(ROOT, 'docs', name)) as f:
+      text = f.read().replace('\\\n', ' ')
+    for line in text.splitlines():
+      if line.startswith('    ') and line.split()[0] in ('bash', 'launch/tpu_pod.sh', 'sbatch',
+                                                         'launch/local.sh'):
+        commands.append(line.strip())
+  return commands
+
+
+def test_every_launcher_command_in_the_docs_is_accepted(box):
+  """Each command runs in the scratch checkout with the stubs: the scripts take its arguments."""
+  commands = _doc_commands('install.md', 'launch.md')
+  assert sum(c.startswith('launch/tpu_pod.sh') for c in commands) >= 1, commands
+  assert sum(c.startswith('sbatch') for c in commands) >= 1, commands
+  assert sum(c.startswith('bash launch/setup.sh') for c in commands) >= 3, commands
+  for command in commands:
+    out = box.run(['bash', '-c', command])
+    assert out.returncode == 0, (command, out.stderr)
