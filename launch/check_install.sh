@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Tries install paths in fresh venvs under a scratch dir and prints each one's time and size:
+#   setup     bash launch/setup.sh --no-data, in a copy of this checkout's files (the run only)
+#   editable  pip install -e .
+#   torch     pip install -e '.[torch]'
+# Each venv then dry-runs the embedded default's config with the installed code (the `livt-jax`
+# command for the editable ones, from outside the checkout); torch also imports timm. The scratch
+# dir is deleted after. Needs network (PyPI) and a few GB of disk for torch.
+#
+#   bash launch/check_install.sh [setup] [editable] [torch]    (all three by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PYTHON:-python3}
+paths=("$@")
+[ ${#paths[@]} -gt 0 ] || paths=(setup editable torch)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+timed() {  # timed LABEL DIR CMD...: runs CMD, prints the seconds it took and DIR's size
+  local label=$1 dir=$2 start
+  shift 2
+  start=$(date +%s)
+  "$@" > "$scratch/$label.log" 2>&1 || { cat "$scratch/$label.log"; echo "$label: FAILED"; exit 1; }
+  echo "$label: $(($(date +%s) - start)) s, $(du -sh "$dir" | cut -f1)"
+}
+
+dry_run() {  # dry_run COMMAND...: the default config's dry run, from outside the checkout
+  (cd "$scratch" && "$@" --config="$REPO/configs/fashion_mnist_lt.py" --dry_run | tail -1)
+}
+
+for path in "${paths[@]}"; do
+  case $path in
+    setup)
+      mkdir "$scratch/checkout"
+      git ls-files -z | xargs -0 cp --parents -t "$scratch/checkout"
+      timed "setup --no-data (.venv)" "$scratch/checkout/.venv" \
+        bash "$scratch/checkout/launch/setup.sh" --no-data
+      (cd "$scratch/checkout" && .venv/bin/python -m livt_jax.main \
+        --config=configs/fashion_mnist_lt.py --dry_run | tail -1)
+      rm -rf "$scratch/checkout" ;;
+    editable | torch)
+      extra=$([ "$path" = torch ] && echo '[torch]' || true)
+      "$PY" -m venv "$scratch/$path"
+      "$scratch/$path/bin/python" -m pip install -q --upgrade pip
+      timed "pip install -e '.$extra'" "$scratch/$path" \
+        "$scratch/$path/bin/python" -m pip install -q -e ".$extra"
+      dry_run "$scratch/$path/bin/livt-jax"
+      if [ "$path" = torch ]; then
+        "$scratch/$path/bin/python" -c 'import timm, torch; print("torch", torch.__version__)'
+      fi
+      rm -rf "${scratch:?}/$path" ;;
+    *) echo "launch/check_install.sh: error: unknown path '$path' (setup, editable, torch)" >&2
+       exit 2 ;;
+  esac
+done
