@@ -115,6 +115,9 @@ def _main(argv):
     logging.info('CPU run: glibc malloc tunables set (%s); LIVT_MALLOC_TUNING=0 turns this off',
                  host_malloc.TUNABLES)
   try:
+    # gs:// paths first, bounded: TensorFlow would retry an unreachable bucket for minutes.
+    from livt_jax import storage_probe  # pylint: disable=g-import-not-at-top
+    storage_probe.check_config(config, None if FLAGS.dry_run else FLAGS.workdir)
     validate.validate(config, jax.device_count(), check_data=not FLAGS.dry_run)
     if FLAGS.dry_run:
       print(plan.describe(config, jax.device_count()))
@@ -135,6 +138,8 @@ def _main(argv):
       raise
     logging.debug('error', exc_info=True)
     print(f'livt_jax: error: {e}', file=sys.stderr)
+    if 'livt_jax.storage_probe' in sys.modules:
+      sys.modules['livt_jax.storage_probe'].exit_now_if_abandoned(2)
     return 2
   return 0
 
