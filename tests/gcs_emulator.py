@@ -41,7 +41,8 @@ import time
 import urllib.parse
 import urllib.request
 
-GOOGLEAPIS = 'www.googleapis.com'
+# TensorFlow's JSON API host and its media download host.
+GOOGLEAPIS = ('www.googleapis.com', 'storage.googleapis.com')
 
 
 def _free_port() -> int:
@@ -62,7 +63,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0):
 
 
 def write_test_ca(directory: str) -> tuple[str, str, str]:
-  """(ca.pem, server.pem, server.key): a test CA and its certificate for www.googleapis.com."""
+  """(ca.pem, server.pem, server.key): a test CA and its certificate for GOOGLEAPIS."""
   from cryptography import x509  # pylint: disable=g-import-not-at-top
   from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=g-import-not-at-top,g-multiple-import
   from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=g-import-not-at-top
@@ -70,7 +71,7 @@ def write_test_ca(directory: str) -> tuple[str, str, str]:
   now = datetime.datetime.now(datetime.timezone.utc)
   name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-  def cert(subject, key, issuer, issuer_key, ca):
+  def cert(subject, key, issuer, issuer_key, ca, hosts=()):
     builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(hours=1))
@@ -78,12 +79,12 @@ def write_test_ca(directory: str) -> tuple[str, str, str]:
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if not ca:
       builder = builder.add_extension(
-          x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+          x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
   ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
   ca = cert('livt_jax test CA', ca_key, 'livt_jax test CA', ca_key, True)
-  server = cert(GOOGLEAPIS, key, 'livt_jax test CA', ca_key, False)
+  server = cert(GOOGLEAPIS[0], key, 'livt_jax test CA', ca_key, False, GOOGLEAPIS)
   files = [os.path.join(directory, n) for n in ('ca.pem', 'server.pem', 'server.key')]
   pem = serialization.Encoding.PEM
   for path, data in zip(files, (ca.public_bytes(pem), server.public_bytes(pem), key.private_bytes(
@@ -124,7 +125,8 @@ class _Forward(http.server.BaseHTTPRequestHandler):
                                    'errors': [{'reason': reason}]}}).encode()
       status, headers = self.answer, [('Content-Type', 'application/json')]
     else:
-      drop = {'transfer-encoding', 'content-length', 'connection', 'proxy-connection', 'host'}
+      # Host stays: the emulator serves storage.googleapis.com/BUCKET/OBJECT by its Host.
+      drop = {'transfer-encoding', 'content-length', 'connection', 'proxy-connection'}
       headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
       headers['Content-Length'] = str(len(body))
       conn = http.client.HTTPConnection(*self.upstream, timeout=60)
@@ -133,7 +135,11 @@ class _Forward(http.server.BaseHTTPRequestHandler):
         response = conn.getresponse()
         status, data = response.status, response.read()
         drop = {'transfer-encoding', 'content-length', 'connection'}
-        headers = [(k, v) for k, v in response.getheaders() if k.lower() not in drop]
+        # The emulator builds upload-session URLs from the Host it saw, with its own scheme
+        # (http): they must come back as https, or libcurl skips the proxy.
+        headers = [(k, v.replace('http://' + self.headers['Host'], 'https://' +
+                                 self.headers['Host']) if k.lower() == 'location' else v)
+                   for k, v in response.getheaders() if k.lower() not in drop]
       finally:
         conn.close()
     self.send_response(status)

@@ -118,7 +118,7 @@ def test_a_tiny_job_in_the_bucket_runs_reruns_resumes_and_evaluates(gcs, monkeyp
                'report/reliability.png', 'report/per_class_accuracy.png'):
     assert f'runs/a/{name}' in names, name
   mgp_events = _events(gcs, 'runs/a/tensorboard/mgp/')
-  assert len(mgp_events['train/loss']) == 12 and all(np.isfinite(mgp_events['train/loss']))
+  assert len(mgp_events['loss']) == 12 and all(np.isfinite(mgp_events['loss']))
   assert _events(gcs, 'runs/a/tensorboard/eval/')['top1'] == pytest.approx([report['top1']])
   print(f'first run: {time.time() - start:.1f} s')
 
