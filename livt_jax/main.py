@@ -144,6 +144,14 @@ def _main(argv):
   return 0
 
 
+def _main_then_wait(argv):
+  try:
+    return _main(argv)
+  finally:  # no import may still run at interpreter shutdown (run.wait_for_background_imports)
+    if 'livt_jax.run' in sys.modules:
+      sys.modules['livt_jax.run'].wait_for_background_imports()
+
+
 def main():
   # Multi-process runs: a parent reports a crash caused by another process in one line.
   supervise.run_supervised_if_multiprocess(distributed.is_multiprocess_env())
@@ -154,7 +162,7 @@ def main():
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   flags.mark_flag_as_required('config')
-  app.run(lambda argv: sys.exit(_main(argv)))
+  app.run(lambda argv: sys.exit(_main_then_wait(argv)))
 
 
 if __name__ == '__main__':

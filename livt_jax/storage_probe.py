@@ -178,6 +178,13 @@ def check_config(config, workdir: str | None):
                        'e.g. 3')
   targets = [('--workdir', workdir), ('dataset.data_dir', config.dataset.get('data_dir')),
              ('dataset.split_dir', config.dataset.get('split_dir'))]
+  if workdir and os.fspath(workdir).startswith('gs://'):
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    if importlib.util.find_spec('google.cloud.storage') is None:
+      # orbax's CheckpointManager asks google-cloud-storage whether a gs:// bucket has a
+      # hierarchical namespace; without it the first save dies in an ImportError.
+      raise StorageError(f'--workdir={workdir}: checkpoints in gs:// need the package '
+                         'google-cloud-storage (orbax uses it); pip install google-cloud-storage')
   seen = set()
   for what, uri in targets:
     if uri and paths.is_uri(uri) and uri not in seen:

@@ -124,7 +124,7 @@ def test_a_tiny_job_in_the_bucket_runs_reruns_resumes_and_evaluates(gcs, monkeyp
 
   # The same command again: both stages found finished, the evaluation repeated.
   again = _main(gcs, a)
-  assert not re.search(r'(mgp|bft) +\d+/12', again) and 'resuming' not in again, again[-3000:]
+  assert not re.search(r'(mgp|bft) +\d+/12', again) and 'resuming from' not in again, again[-3000:]
   again_report = json.loads(gcs.read(BUCKET, 'runs/a/report/report.json'))
   assert again_report['top1'] == report['top1']
   print(f'+ rerun: {time.time() - start:.1f} s')
