@@ -195,5 +195,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Peak FLOP/s per device in TFLOP/s for the MFU logged to TensorBoard; unset: looked up from
   # the device kind (livt_jax/chips.py; TPU v4/v5e/v5p/v6e, A100/H100/H200), no MFU on CPU.
   c.peak_tflops = ml_collections.config_dict.placeholder(float)
+  # gs:// workdir / data: the first touch is a bounded probe (livt_jax/storage_probe.py); an
+  # unreachable or forbidden bucket is one line after at most probe_timeout_s.
+  c.storage = ml_collections.ConfigDict()
+  c.storage.probe_timeout_s = 30.0
+  c.storage.probe_retries = 3  # connection attempts to the storage endpoint
   return c
 

@@ -16,7 +16,6 @@ from logging import handlers as std_log_handlers
 import os
 import sys
 import tempfile
-import threading
 
 from absl import app
 from absl import flags
@@ -92,15 +91,6 @@ def _clear_errors() -> tuple[type, ...]:
   return tuple(types)
 
 
-def _join_background_imports():
-  """run.run imports TensorFlow (clu) on a thread named 'import ...'; an error that ends the run
-  before that import is done must wait for it, or the interpreter shuts down under it (a
-  "can't register atexit after shutdown" traceback after our one line)."""
-  for thread in threading.enumerate():
-    if thread.name.startswith('import ') and thread is not threading.current_thread():
-      thread.join()
-
-
 def _config_arg_error(error: BaseException):
   """The ConfigArgError behind a flag error (config_flags re-raises it with the traceback as
   text; the original, with the plain message, is the deepest in the chain), or None."""
@@ -150,6 +140,9 @@ def _main(argv):
     logging.info('CPU run: glibc malloc tunables set (%s); LIVT_MALLOC_TUNING=0 turns this off',
                  host_malloc.TUNABLES)
   try:
+    # gs:// paths first, bounded: TensorFlow would retry an unreachable bucket for minutes.
+    from livt_jax import storage_probe  # pylint: disable=g-import-not-at-top
+    storage_probe.check_config(config, None if FLAGS.dry_run else FLAGS.workdir)
     validate.validate(config, jax.device_count(), check_data=not FLAGS.dry_run)
     if FLAGS.dry_run:
       print(plan.describe(config, jax.device_count()))
@@ -170,9 +163,18 @@ def _main(argv):
       raise
     logging.debug('error', exc_info=True)
     print(f'livt_jax: error: {e}', file=sys.stderr, flush=True)
-    _join_background_imports()
+    if 'livt_jax.storage_probe' in sys.modules:
+      sys.modules['livt_jax.storage_probe'].exit_now_if_abandoned(2)
     return 2
   return 0
+
+
+def _main_then_wait(argv):
+  try:
+    return _main(argv)
+  finally:  # no import may still run at interpreter shutdown (run.wait_for_background_imports)
+    if 'livt_jax.run' in sys.modules:
+      sys.modules['livt_jax.run'].wait_for_background_imports()
 
 
 def main():
@@ -185,7 +187,7 @@ def main():
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   flags.mark_flag_as_required('config')
-  app.run(lambda argv: sys.exit(_main(argv)), flags_parser=_parse_flags)
+  app.run(lambda argv: sys.exit(_main_then_wait(argv)), flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

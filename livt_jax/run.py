@@ -67,7 +67,21 @@ def _import_in_background(name: str):
   one core here), which the stages need only at their first log line: loaded meanwhile, it
   overlaps the data loading and the first compiles (which release the GIL). An `import` of the
   same module elsewhere waits for this one to finish (Python's per-module import lock)."""
-  threading.Thread(target=importlib.import_module, args=(name,), name=f'import {name}').start()
+  thread = threading.Thread(target=importlib.import_module, args=(name,), name=f'import {name}')
+  thread.start()
+  _background_imports.append(thread)
+
+
+_background_imports = []
+
+
+def wait_for_background_imports():
+  """Waits for `_import_in_background`'s imports. Called before the interpreter shuts down
+  (an early error exit): an import still running then fails with "RuntimeError: can't register
+  atexit after shutdown" (TensorFlow -> keras -> scikit-learn -> concurrent.futures) and prints
+  its traceback after our one-line error."""
+  while _background_imports:
+    _background_imports.pop().join()
 
 
 def run(config, workdir) -> dict | None:
