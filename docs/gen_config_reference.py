@@ -29,7 +29,8 @@ Every run starts from `get_base_config()` in `livt_jax/config_defaults.py` (the 
 ImageNet-LT column, and Table 9's augmentations); a file in `configs/` changes only what differs
 for its benchmark, and the command line overrides any field:
 
-    python -m livt_jax.main --config=configs/places_lt.py --dry_run --config.bft.tau=1.2 --config.model.variant=S
+    python -m livt_jax.main --config=configs/places_lt.py --dry_run --config.bft.tau=1.2 \\
+        --config.model.variant=S
 
 Some config files take an argument after a colon: `configs/cifar10_lt.py:imb=10` (and
 `recipe=official`), `configs/imagenet_lt.py:res=384`, `configs/inat18.py:res=384`

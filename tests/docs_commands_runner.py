@@ -6,7 +6,7 @@ IN.json is a list of argument lists (what follows `python -m livt_jax.main`); OU
 command, its exit code and what it printed. Each command goes through livt_jax.main's own flag
 parsing and `_main`, as the command line does; only the process start-up is shared (the imports
 take ~3 s of CPU per process, the dry run itself milliseconds). The flags are reset between
-commands (the `config.*` override flags are re-registered for each config). Used by tests/test_docs_commands.py.
+commands. Used by tests/test_docs_commands.py.
 """
 import contextlib
 import io

@@ -163,7 +163,8 @@ def test_the_scanner_reads_fences_continuations_and_chains():
       '    --config.seed=1   # a comment',
       '```',
       '',
-      '    bash launch/setup.sh && .venv/bin/python -m livt_jax.main --config=configs/b.py --aot=v5e:2x2',
+      '    bash launch/setup.sh && .venv/bin/python -m livt_jax.main --config=configs/b.py '
+      '--aot=v5e:2x2',
   ])
   assert commands(page) == [
       'python -m livt_jax.main --config=configs/a.py --config.seed=1',
