@@ -11,7 +11,7 @@ ROOT = os.path.join(os.path.dirname(__file__), '..')
 
 def test_an_error_right_after_the_start_of_run_is_one_line(tmp_path):
   assert importlib.util.find_spec('sklearn'), (
-      'scikit-learn must be importable for this test: pip install -r requirements-test-storage.txt')
+      'scikit-learn must be importable for this test: bash launch/setup.sh --tests (requirements-dev.txt)')
   # BFT alone without an encoder: a ConfigError raised in run.run a second or two after the
   # background import of clu.metric_writers began (TensorFlow takes ~5 s to import here).
   r = subprocess.run([sys.executable, '-m', 'livt_jax.main', '--config=configs/fashion_mnist_lt.py',
