@@ -11,7 +11,12 @@ on purpose: this measures the step alone.
     python -m livt_jax.benchmark --stages bft --vs_torch --repeats 3 --json /tmp/bench.json
 
 `--vs_torch` times the same model in PyTorch in a child process (timm's `VisionTransformer`
-and timm `Block`s for the MAE; needs the separate benchmark venv, see requirements-benchmark.txt):
+and timm `Block`s for the MAE), doing the same work by default: float32 against float32,
+`bf16_matmul` against `torch.autocast(device, torch.bfloat16)`, `bfloat16` against a bf16 model
+(`bench/pairing.py` says what autocast puts in bf16 and where the two still differ).
+`--torch_precision` pairs otherwise; those ratios are labelled 'NOT same work'.
+`--torch_compile` adds torch.compile (inductor) rows, their compile time apart. It needs the
+separate benchmark venv, see requirements-benchmark.txt:
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements.txt -r requirements-benchmark.txt
 
@@ -24,9 +29,12 @@ XLA flags go through the environment as usual, e.g.
 `jax.profiler` trace of the first timed steps (open it with TensorBoard or Perfetto).
 
 On a CPU-only host the script restarts itself with the glibc malloc tunables the engine uses
-(`livt_jax/host_malloc.py`), so the JAX figures are what `livt_jax.main` gets; the PyTorch side
-runs in a child process with the environment the script was started with. The machine's speed
-drifts (10-20% over minutes on a shared VM): compare frameworks with `--repeats 3` or more.
+(`livt_jax/host_malloc.py`), so the JAX figures are what `livt_jax.main` gets; the PyTorch child
+gets the same allocator settings (`--torch_malloc same`), glibc's defaults (`default`), or runs
+twice, once each (`both`). The machine's speed drifts (10-20% over minutes on a shared VM):
+compare frameworks with `--repeats 3` or more. `--json` writes every figure with the host (CPU
+model and flags), versions, load and command; `python -m livt_jax.bench.render` makes the
+docs/benchmarks.md tables from the JSON files committed under benchmarks/results/.
 
 This file is the command line; the parts are in `livt_jax/bench/`: `workload` (config, batch),
 `measure` (step times, CPU load, memory), `jax_runner`, `torch_models` and `torch_runner` (the
@@ -43,7 +51,9 @@ import jax
 from livt_jax import distributed
 from livt_jax import host_malloc
 from livt_jax import sharding
+from livt_jax.bench import hostinfo
 from livt_jax.bench import measure
+from livt_jax.bench import pairing
 from livt_jax.bench import report
 from livt_jax.bench import torch_runner
 from livt_jax.bench import workload
@@ -65,7 +75,8 @@ def parse_args(argv=None):
   p.add_argument('--repeats', type=int, default=1,
                  help='timed rounds of --steps steps, interleaved across the runners (fairer on a busy machine)')
   p.add_argument('--precision', default='float32', choices=('float32', 'bfloat16', 'bf16_matmul'),
-                 help='bf16_matmul: JAX only; PyTorch runs float32 beside it (bfloat16: autocast)')
+                 help='JAX precision; with --vs_torch PyTorch runs the same work: float32, '
+                      'autocast(bfloat16) for bf16_matmul, a bf16 model for bfloat16')
   p.add_argument('--decoder_depth', type=int, default=8)
   p.add_argument('--decoder_width', type=int, default=512)
   p.add_argument('--decoder_heads', type=int, default=16)
@@ -79,10 +90,22 @@ def parse_args(argv=None):
                       'parallel over them (config.cpu_devices; a device count in XLA_FLAGS '
                       'wins); 0: JAX\'s one device')
   p.add_argument('--vs_torch', action='store_true', help='also time the PyTorch (timm) model')
+  p.add_argument('--torch_precision', default='same',
+                 choices=('same',) + pairing.TORCH_PRECISIONS,
+                 help="PyTorch's precision; anything but 'same' may not be the same work as "
+                      "--precision, and the table then says 'NOT same work'")
+  p.add_argument('--torch_compile', action='store_true',
+                 help='also time torch.compile (inductor) rows; compile time reported apart')
+  p.add_argument('--torch_malloc', default='same', choices=('same', 'default', 'both'),
+                 help="the PyTorch process's glibc malloc settings: 'same' as the JAX process "
+                      "(host_malloc's tunables), glibc's 'default', or 'both' (two PyTorch "
+                      'processes, rows for each)')
   p.add_argument('--peak_tflops', type=float, default=None,
                  help='peak FLOP/s per device in TFLOP/s for MFU (default: looked up)')
   p.add_argument('--profile_dir', default=None, help='write a jax.profiler trace here')
-  p.add_argument('--json', default=None, help='also save the results here')
+  p.add_argument('--json', default=None,
+                 help='also save the results here (host, versions, load, command, figures; '
+                      'benchmarks/results/step/ holds the committed ones)')
   # Internal: the PyTorch side runs in a child process (see `torch_runner.TorchChild`).
   p.add_argument('--torch_child', action='store_true', help=argparse.SUPPRESS)
   return p.parse_args(argv)
@@ -100,7 +123,7 @@ def main(argv=None):
   # Imported here, not at the top: the engine's modules pull in TensorFlow (clu's metric
   # writers), and timm's import of torchvision/triton segfaults in a process that holds it.
   from livt_jax.bench import jax_runner  # pylint: disable=g-import-not-at-top
-  load_before = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+  load_before = hostinfo.load()
   try:
     distributed.split_cpu_into_devices(args.cpu_devices, '--cpu_devices')
   except ValueError as e:
@@ -114,19 +137,21 @@ def main(argv=None):
 
   jax_runners = [jax_runner.build_jax_runner(stage, args, mesh) for stage in stages]
   runners = list(jax_runners)
-  child = None
+  children = []
   if args.vs_torch:
-    child = torch_runner.TorchChild(list(sys.argv[1:] if argv is None else argv))
-    runners += [torch_runner.ChildRunner(child, stage) for stage in stages]
+    child_argv = list(sys.argv[1:] if argv is None else argv)
+    for malloc in (('same', 'default') if args.torch_malloc == 'both' else (args.torch_malloc,)):
+      children.append(torch_runner.TorchChild(child_argv, malloc))
+      runners += children[-1].runners()
   # Timed rounds alternate between the runners, so a change of load hits all alike.
   for _ in range(args.repeats):
     for r in runners:
       r.timed_round(args.steps)
 
   results = [report.summarise(r, args, peak) for r in jax_runners]
-  if child:
-    torch_results = child.finish({r.stage: r.flops for r in jax_runners}, peak)
-    results = [x for stage in stages for x in results + torch_results if x['stage'] == stage]
+  for child in children:
+    results += child.finish({r.stage: r.flops for r in jax_runners}, peak)
+  results = [x for stage in stages for x in results if x['stage'] == stage]
   meta = {
       'variant': args.variant, 'image_size': args.image_size, 'patch': args.patch,
       'batch': args.batch, 'precision': args.precision, 'gelu': args.gelu,
@@ -136,13 +161,18 @@ def main(argv=None):
       'python': platform.python_version(),
       'steps': args.steps, 'warmup': args.warmup, 'repeats': args.repeats,
       'peak_tflops': peak, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'load_before': load_before,
-      'load_after': ' '.join(f'{x:.2f}' for x in os.getloadavg()),
+      'load_before': ' '.join(f'{x:.2f}' for x in load_before),
+      'load_after': ' '.join(f'{x:.2f}' for x in hostinfo.load()),
+      'torch_compile': args.torch_compile, 'torch_malloc': args.torch_malloc,
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
   }
-  print(report.format_table(results, meta))
+  ratio_rows = report.ratios(results, args.precision, meta['glibc_tunables'])
+  print(report.format_table(results, meta, ratio_rows))
   if args.json:
+    record = hostinfo.record('step', load_before,
+                             {'meta': meta, 'results': results, 'ratios': ratio_rows})
     with open(args.json, 'w') as f:
-      json.dump({'meta': meta, 'results': results}, f, indent=2)
+      json.dump(record, f, indent=2)
   return results
 
 

@@ -63,6 +63,11 @@ def bal_bce_loss_at_init():
   return float(np.mean(np.sum(np.logaddexp(0, bias) - targets * bias, axis=1)))
 
 
+def jax_version():
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.__version__
+
+
 def test_benchmark_script_times_both_stages(tmp_path):
   out = tmp_path / 'bench.json'
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={DEVICES}')
@@ -71,6 +76,11 @@ def test_benchmark_script_times_both_stages(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   report = json.loads(out.read_text())
   assert report['meta']['num_devices'] == DEVICES and report['meta']['batch'] == BATCH
+  # The record says where and how it ran (bench/hostinfo.py); no PyTorch side, no ratios.
+  assert report['kind'] == 'step' and '-m livt_jax.benchmark --variant nano' in report['command']
+  assert len(report['load_before']) == len(report['load_after']) == 3
+  assert report['host']['usable_cpus'] >= 1 and report['host']['versions']['jax'] == jax_version()
+  assert report['ratios'] == []
   by_stage = {x['stage']: x for x in report['results']}
   assert set(by_stage) == {'mgp', 'bft'}
   analytic = analytic_train_flops_per_device()

@@ -10,7 +10,7 @@ Rows:
   livt_jax      our pipeline: uint8 out, per-image erasing box + seed (normalise and erase run
                 on the accelerator); one reader thread per worker.
   livt_jax_ra_device  BFT only: the same with bft.randaug_on='device', the host only draws
-                RandAugment's ops (applied in the train step, not timed here).
+                RandAugment's ops (applied in the train step: see the same-work table).
   torch_uint8   DataLoader, torchvision RandomResizedCrop/flip + timm RandAugment, PILToTensor:
                 the same uint8 output (erasing cannot run on uint8: left out, as in ours).
   torch_float   the same + ToTensor, Normalize and timm RandomErasing (pixel mode): float32
@@ -19,9 +19,18 @@ img/s is wall-clock; img/CPU-s counts the CPU seconds of the main process and it
 the timed window (the rate per core, mostly immune to other processes' load, which is
 printed). The torch side needs the benchmark venv (requirements-benchmark.txt); without torch
 only the livt_jax rows run.
+
+Same work: our rows leave normalising, erasing (and, for livt_jax_ra_device, RandAugment) to
+the train step. The second table pairs each of our rows with the torch row that does the same
+work per image, after adding to ours the per-image cost of what it moved, timed in the step's
+own jitted function (`step_costs`): livt_jax vs torch_uint8 as they are; livt_jax + normalise
+/ erase vs torch_float; livt_jax_ra_device + RandAugment (+ normalise / erase) vs torch_uint8
+(torch_float). Every ratio printed is computed here. `--json` writes the rows, the step costs,
+the host and the command (benchmarks/results/loader/ holds the committed ones).
 """
 import dataclasses
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -31,6 +40,7 @@ from typing import Callable, Iterator, Optional
 from absl import app
 from absl import flags
 
+from livt_jax.bench import hostinfo
 from livt_jax.bench import jpegs
 from livt_jax.bench import measure
 
@@ -43,6 +53,7 @@ _SIZE = flags.DEFINE_integer('image_size', 224, 'Output side S.')
 _STAGES = flags.DEFINE_list('stages', ['mgp', 'bft'], 'Augmentations to measure.')
 _RA_DEVICE = flags.DEFINE_bool('ra_device', True, "Also time BFT with RandAugment on the "
                                 'device (the livt_jax_ra_device row).')
+_JSON = flags.DEFINE_string('json', None, 'Also write the results here.')
 _REPEATS = flags.DEFINE_integer('repeats', 2, 'Rounds over all rows (interleaved); the best '
                                 'img/s and img/CPU-s of each row are kept.')
 
@@ -137,14 +148,13 @@ def livt_batches(root: str, stage: str, image_size: int, batch_size: int, worker
 
 
 def format_table(results: list[Result]) -> str:
-  """Markdown: one row per (pipeline, stage), columns per worker count, and the 1 -> 2 scaling
-  and our per-CPU-second ratio to each torch row."""
+  """Markdown: one row per (pipeline, stage), columns per worker count, and the 1 -> 2 scaling.
+  The rows do different work: ratios between them are in `format_same_work`."""
   workers = sorted({r.workers for r in results})
   by_key = {(r.pipeline, r.stage, r.workers): r for r in results}
   head = ['stage', 'pipeline'] + [f'{w}w img/s (img/CPU-s)' for w in workers]
   if 1 in workers and 2 in workers:
     head.append('1->2 w wall (CPU-normalised)')
-  head.append('ours / it, per CPU-s')
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for stage in dict.fromkeys(r.stage for r in results):
     for name in PIPELINES:
@@ -158,7 +168,6 @@ def format_table(results: list[Result]) -> str:
       if 1 in workers and 2 in workers:
         one, two = by_key.get((name, stage, 1)), by_key.get((name, stage, 2))
         cells.append(_scaling(one, two))
-      cells.append(_ratio(by_key, stage, name, workers))
       lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -188,15 +197,76 @@ def best_of(results: list[Result]) -> list[Result]:
   return list(best.values())
 
 
-def _ratio(by_key, stage, name, workers) -> str:
-  if name.startswith('livt_jax'):  # ours against the torch rows only
-    return '-'
-  ratios = []
-  for w in workers:
-    ours, theirs = by_key.get(('livt_jax', stage, w)), by_key.get((name, stage, w))
-    if ours and theirs and ours.images_per_cpu_s and theirs.images_per_cpu_s:
-      ratios.append(f'{ours.images_per_cpu_s / theirs.images_per_cpu_s:.2f}x')
-  return ' / '.join(ratios) or '-'
+# (ours, the parts of the step's preprocessing to add to it, the torch row doing that work)
+SAME_WORK = (
+    ('livt_jax', (), 'torch_uint8'),
+    ('livt_jax', ('normalise_erase',), 'torch_float'),
+    ('livt_jax_ra_device', ('randaugment',), 'torch_uint8'),
+    ('livt_jax_ra_device', ('randaugment', 'normalise_erase'), 'torch_float'),
+)
+MOVED_NAMES = {'normalise_erase': 'normalise/erase', 'randaugment': 'RandAugment'}
+
+
+def same_work(results: list[Result], costs: dict) -> list[dict]:
+  """Our rows with the per-image step costs of what they moved added, against the torch row
+  that does the same per image; costs: {stage: `step_costs.moved_costs` output}."""
+  from livt_jax.bench import step_costs  # pylint: disable=g-import-not-at-top
+  by_key = {(r.pipeline, r.stage, r.workers): r for r in results}
+  out = []
+  for stage in dict.fromkeys(r.stage for r in results):
+    for ours_name, moved, theirs_name in SAME_WORK:
+      for w in sorted({r.workers for r in results}):
+        ours, theirs = by_key.get((ours_name, stage, w)), by_key.get((theirs_name, stage, w))
+        if not ours or not theirs or any(m not in costs.get(stage, {}) for m in moved):
+          continue
+        wall = sum(costs[stage][m]['wall_s_per_image'] for m in moved)
+        cpu = sum(costs[stage][m]['cpu_s_per_image'] for m in moved)
+        rate = step_costs.with_added(ours.images_per_s, wall)
+        per_cpu = step_costs.with_added(ours.images_per_cpu_s, cpu)
+        out.append({
+            'stage': stage, 'workers': w, 'ours': ours_name,
+            'added': [MOVED_NAMES[m] for m in moved], 'torch': theirs_name,
+            'ours_images_per_s': rate, 'ours_images_per_cpu_s': per_cpu,
+            'torch_images_per_s': theirs.images_per_s,
+            'torch_images_per_cpu_s': theirs.images_per_cpu_s,
+            'ratio_wall': rate / theirs.images_per_s,
+            'ratio_per_cpu_s': (per_cpu / theirs.images_per_cpu_s
+                                if per_cpu and theirs.images_per_cpu_s else None),
+        })
+  return out
+
+
+def same_work_label(row: dict) -> str:
+  return row['ours'] + ''.join(f' + {a} in step' for a in row['added'])
+
+
+def format_same_work(rows: list[dict]) -> str:
+  """Markdown: each same-work pair, img/s (img/CPU-s) of both and the two ratios."""
+  lines = ['| stage | workers | ours (+ step costs of what it moved) | vs | ours img/s (img/CPU-s) '
+           '| theirs img/s (img/CPU-s) | ours / theirs wall | per CPU-s |', '|' + '---|' * 8]
+  for r in rows:
+    def cell(rate, per_cpu):
+      return f"{rate:.0f} ({'-' if per_cpu is None else format(per_cpu, '.0f')})"
+    per_cpu_ratio = '-' if r['ratio_per_cpu_s'] is None else f"{r['ratio_per_cpu_s']:.2f}x"
+    lines.append(
+        f"| {r['stage']} | {r['workers']} | {same_work_label(r)} | {r['torch']} | "
+        f"{cell(r['ours_images_per_s'], r['ours_images_per_cpu_s'])} | "
+        f"{cell(r['torch_images_per_s'], r['torch_images_per_cpu_s'])} | "
+        f"{r['ratio_wall']:.2f}x | {per_cpu_ratio} |")
+  return '\n'.join(lines)
+
+
+def measure_step_costs(root: str, stages: list[str], image_size: int, batch: int) -> dict:
+  """{stage: step_costs.moved_costs} on one batch of ours (BFT with RandAugment draws)."""
+  from livt_jax.bench import step_costs  # pylint: disable=g-import-not-at-top
+  costs = {}
+  for stage in stages:
+    batches, stop = livt_batches(root, stage, image_size, batch, workers=0,
+                                 randaug_on='device' if stage == 'bft' else 'host')
+    host = next(batches)
+    stop()
+    costs[stage] = step_costs.moved_costs(host)
+  return costs
 
 
 def main(argv):
@@ -213,6 +283,7 @@ def main(argv):
     raise app.UsageError(f'--images={_IMAGES.value} is less than the {needed} images the '
                          'warm-up and timed batches take from one epoch: raise it')
   results = []
+  load_before = hostinfo.load()
   with tempfile.TemporaryDirectory() as root:
     write_folder(root, _IMAGES.value, _LONG.value)
     print(f'{_IMAGES.value} JPEGs, long side {_LONG.value}, output {_SIZE.value} px, batch '
@@ -238,8 +309,27 @@ def main(argv):
             print(f'  round {round_index + 1} {stage} {name:18s} workers={w}: {rate:6.0f} img/s, '
                   f'{per_cpu or float("nan"):6.0f} img/CPU-s (others kept {load} of the CPUs '
                   'busy)', flush=True)
+    costs = measure_step_costs(root, _STAGES.value, _SIZE.value, batch)
+  best = best_of(results)
+  pairs = same_work(best, costs)
   print(f'best of {_REPEATS.value} rounds; load average {os.getloadavg()[0]:.2f} at the end')
-  print(format_table(best_of(results)))
+  print(format_table(best))
+  for stage, c in costs.items():
+    print(f'{stage}: moved to the step, per image on {c["device"]} (batch {c["batch"]}): '
+          + ', '.join(f'{MOVED_NAMES[m]} {1e3 * c[m]["wall_s_per_image"]:.2f} ms wall / '
+                      f'{1e3 * c[m]["cpu_s_per_image"]:.2f} ms CPU'
+                      for m in MOVED_NAMES if m in c))
+  print(format_same_work(pairs))
+  if _JSON.value:
+    settings = {'workers': workers, 'batch_size': batch, 'num_batches': timed,
+                'images': _IMAGES.value, 'long_side': _LONG.value, 'image_size': _SIZE.value,
+                'stages': list(_STAGES.value), 'repeats': _REPEATS.value}
+    record = hostinfo.record('loader', load_before, {
+        'settings': settings, 'rounds': [dataclasses.asdict(r) for r in results],
+        'results': [dataclasses.asdict(r) for r in best], 'step_costs': costs,
+        'same_work': pairs})
+    with open(_JSON.value, 'w') as f:
+      json.dump(record, f, indent=2)
 
 
 if __name__ == '__main__':

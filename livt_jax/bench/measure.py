@@ -100,6 +100,7 @@ class Runner:
   flops: float | None = None
   loss: Callable[[], float] | None = None
   impl: str = ''
+  first_step_s: float | None = None  # wall time of the first call (torch.compile compiles then)
   times: list = dataclasses.field(default_factory=list)      # wall seconds per step
   cpu_times: list = dataclasses.field(default_factory=list)  # process CPU seconds per step
   others: list = dataclasses.field(default_factory=list)  # other processes' CPU share per round

@@ -1,7 +1,8 @@
 """The PyTorch side: the same model, loss and AdamW step, timed in a child process.
 
-`TorchChild` starts `python -m livt_jax.benchmark ... --torch_child` with the user's own malloc
-settings; `serve_torch_child` is that child's side. torch itself is imported only there.
+`TorchChild` starts `python -m livt_jax.benchmark ... --torch_child` with the allocator settings
+it is given; `serve_torch_child` is that child's side. torch itself is imported only there.
+The precision each JAX precision is paired with is in `pairing`.
 """
 import dataclasses
 import functools
@@ -17,6 +18,7 @@ import numpy as np
 from livt_jax import host_malloc
 from livt_jax import losses
 from livt_jax.bench import measure
+from livt_jax.bench import pairing
 from livt_jax.bench import report
 from livt_jax.bench import torch_models
 from livt_jax.bench import workload
@@ -64,8 +66,16 @@ def _param_groups(model, depth, weight_decay, layer_decay):
   return list(groups.values())
 
 
-def build_torch_runner(stage_name: str, args, flops: float | None) -> measure.Runner:
-  """The same model, loss and AdamW in PyTorch, warmed up."""
+def build_torch_runner(stage_name: str, args, flops: float | None, precision: str,
+                       compiled: bool = False) -> measure.Runner:
+  """The same model, loss and AdamW in PyTorch, warmed up.
+
+  precision: 'float32', 'autocast' (float32 model under torch.autocast bf16) or 'bfloat16'
+  (model and batch cast to bf16: parameters and AdamW moments in bf16 too, unlike JAX's float32
+  master parameters). compiled: the model through torch.compile (inductor; forward and backward
+  compiled on the first step, whose time less one median step is reported as compile_s); the
+  optimizer step stays eager, as in a plain `torch.compile(model)` script.
+  """
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
@@ -100,14 +110,15 @@ def build_torch_runner(stage_name: str, args, flops: float | None) -> measure.Ru
         args.mask_ratio, act)
     sc = config.mgp
     groups = _param_groups(model, v['depth'], sc.weight_decay, None)
-  model = model.to(dev).train()
+  dtype = torch.bfloat16 if precision == 'bfloat16' else torch.float32
+  model = model.to(dev, dtype=dtype).train()
   lr = sc.base_lr * args.batch / 256
   for g in groups:
     g['lr'] = lr * g.pop('lr_scale')
   opt = torch.optim.AdamW(groups, lr=lr, betas=(sc.b1, sc.b2), eps=1e-8)
 
   host = workload.synthetic_batch(args)
-  images = torch.from_numpy(host['image'].transpose(0, 3, 1, 2).copy()).to(dev)
+  images = torch.from_numpy(host['image'].transpose(0, 3, 1, 2).copy()).to(dev, dtype=dtype)
   labels = torch.from_numpy(host['label'].astype(np.int64)).to(dev)
   counts = workload.long_tail_counts(args.num_classes)
   bias = torch.from_numpy(losses.bal_bce_bias(
@@ -117,20 +128,21 @@ def build_torch_runner(stage_name: str, args, flops: float | None) -> measure.Ru
   rng_np = np.random.RandomState(0)
   params = [p for p in model.parameters()]
   autocast = functools.partial(torch.autocast, device_type=dev, dtype=torch.bfloat16,
-                               enabled=args.precision == 'bfloat16')
+                               enabled=precision == 'autocast')
+  forward = torch.compile(model) if compiled else model
   last = {}
 
   def run_one():
     if stage_name == 'bft':
       x, t = _mix(images, targets, rng_np)
       with autocast():
-        logits = model(x)
+        logits = forward(x)
       # Summed over classes, mean over the batch, as livt_jax.losses.sigmoid_bce.
       loss = F.binary_cross_entropy_with_logits(logits.float() + bias, t,
                                                 reduction='sum') / x.shape[0]
     else:
       with autocast():
-        loss = model(images)
+        loss = forward(images)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     # The JAX step reports the gradient norm too (MAE's loss scaler computes it every step).
@@ -143,32 +155,52 @@ def build_torch_runner(stage_name: str, args, flops: float | None) -> measure.Ru
   def run(n):
     return measure.timed_steps(run_one, n)
 
-  run(args.warmup)
+  # The first step alone: with torch.compile it compiles (timed apart, see docstring).
+  first = run(1)[0][0]
+  run(max(args.warmup - 1, 0))
   runner = measure.Runner(
-      stage_name, 'torch', run, rss_before=rss_before, flops=flops, loss=lambda: last['loss'],
+      stage_name, 'torch.compile' if compiled else 'torch', run, rss_before=rss_before,
+      flops=flops, loss=lambda: last['loss'], first_step_s=first,
       impl=f'torch {torch.__version__} {impl}, {torch.get_num_threads()} threads, '
-           f"{'autocast bfloat16' if args.precision == 'bfloat16' else 'float32'}")
+           f'{pairing.DESCRIBE[precision]}' + (', torch.compile (inductor)' if compiled else ''))
   runner.peak_rss = measure.peak_rss_bytes()
   if dev == 'cuda':
     runner.device_peak = int(torch.cuda.max_memory_allocated())
   return runner
 
 
-class TorchChild:
-  """The PyTorch runners, in a child process started with the user's own malloc settings.
+MALLOC_LABELS = {'same': 'same as JAX', 'default': 'glibc default'}
 
-  The JAX side runs with the glibc tunables `host_malloc` sets for CPU runs (as the engine
-  does); PyTorch is timed as its users run it, in a process with the environment from before
-  that re-exec. The child takes one command per line on stdin ('round STAGE N', 'finish FLOPS')
-  and answers on stdout, so timed rounds still alternate between the frameworks (which is what
-  keeps the comparison fair on a machine whose speed drifts by 10-20% from minute to minute).
+
+def child_environ(malloc: str, environ) -> dict:
+  """The PyTorch child's environment: 'same' allocator settings as this (JAX) process, or the
+  'default' ones from before `host_malloc` re-executed it."""
+  if malloc == 'same':
+    env = dict(environ)
+    env[host_malloc.OPT_OUT] = '0'  # already as this process: no re-exec in the child
+  else:
+    env = host_malloc.untuned_environ(environ)
+  # torch.compile's compile time from a cold start, as XLA's is measured (inductor's on-disk
+  # caches would make the second run's compile nearly free); a user's setting wins.
+  env.setdefault('TORCHINDUCTOR_FORCE_DISABLE_CACHES', '1')
+  return env
+
+
+class TorchChild:
+  """The PyTorch runners, in a child process with the given allocator settings.
+
+  The child takes one command per line on stdin ('round KEY N', 'finish FLOPS') and answers on
+  stdout, so timed rounds still alternate between the frameworks (which is what keeps the
+  comparison fair on a machine whose speed drifts by 10-20% from minute to minute).
   """
 
-  def __init__(self, argv: list[str]):
+  def __init__(self, argv: list[str], malloc: str = 'same'):
+    self.malloc = malloc
     cmd = [sys.executable, '-m', 'livt_jax.benchmark', *argv, '--torch_child']
+    self.env = child_environ(malloc, os.environ)
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                 env=host_malloc.untuned_environ(os.environ))
-    self._reply()  # built and warmed up
+                                 env=self.env)
+    self.keys = json.loads(self._reply())  # built and warmed up: its runners' keys
 
   def _reply(self) -> str:
     for line in self.proc.stdout:
@@ -182,13 +214,19 @@ class TorchChild:
     self.proc.stdin.flush()
     return self._reply()
 
-  def timed_round(self, stage: str, n: int):
-    self._ask(f'round {stage} {n}')
+  def timed_round(self, key: str, n: int):
+    self._ask(f'round {key} {n}')
+
+  def runners(self) -> list['ChildRunner']:
+    return [ChildRunner(self, key, key.split('/')[0]) for key in self.keys]
 
   def finish(self, flops: dict, peak_tflops: float | None) -> list[dict]:
     """The child's results, with the FLOPs per step XLA counted for the same model."""
     results = json.loads(self._ask('finish ' + json.dumps({'flops': flops, 'peak': peak_tflops})))
     self.proc.wait()
+    for r in results:
+      r['malloc'] = MALLOC_LABELS[self.malloc]
+      r['glibc_tunables'] = self.env.get('GLIBC_TUNABLES', '')
     return results
 
 
@@ -199,27 +237,34 @@ _CHILD_REPLY = '@@livt_benchmark '
 class ChildRunner:
   """Stands for one of the child's runners in the parent's round-robin."""
   child: TorchChild
+  key: str
   stage: str
 
   def timed_round(self, n: int):
-    self.child.timed_round(self.stage, n)
+    self.child.timed_round(self.key, n)
 
 
 def serve_torch_child(args, stages: list[str]) -> None:
-  """The child's side of `TorchChild`."""
-  runners = {s: build_torch_runner(s, args, None) for s in stages}
-  print(_CHILD_REPLY + 'ready', flush=True)
+  """The child's side of `TorchChild`: eager runners, and compiled ones with --torch_compile."""
+  precision, _ = pairing.torch_precision_for(args.precision, args.torch_precision)
+  runners = {}
+  for stage in stages:
+    runners[f'{stage}/eager'] = build_torch_runner(stage, args, None, precision)
+    if args.torch_compile:
+      runners[f'{stage}/compiled'] = build_torch_runner(stage, args, None, precision, True)
+  print(_CHILD_REPLY + json.dumps(list(runners)), flush=True)
   for line in sys.stdin:
     command, rest = line.strip().split(' ', 1)
     if command == 'round':
-      stage, n = rest.split()
-      runners[stage].timed_round(int(n))
+      key, n = rest.split()
+      runners[key].timed_round(int(n))
       print(_CHILD_REPLY + 'done', flush=True)
     elif command == 'finish':
       told = json.loads(rest)
-      for stage, r in runners.items():
-        r.flops = told['flops'].get(stage)
+      for key, r in runners.items():
+        r.flops = told['flops'].get(key.split('/')[0])
       results = [report.summarise(r, args, told['peak']) for r in runners.values()]
+      for r in results:
+        r['torch_precision'] = precision
       print(_CHILD_REPLY + json.dumps(results), flush=True)
       return
-
