@@ -3,7 +3,6 @@ one line (exit 2 from the command line), and the variants they select: 384-px fi
 (imagenet_lt, inat18) and the official CIFAR recipe (cifar10_lt / cifar100_lt), whose values
 are those of the LiVT files cited in livt_jax/recipes.py, checked here number by number."""
 import concurrent.futures
-import importlib.util
 import os
 import re
 import subprocess
@@ -13,15 +12,9 @@ import pytest
 
 from livt_jax import config_args
 from livt_jax import validate
+from test_config import load
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
-
-
-def load(name, arg=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def test_parse_types_choices_and_defaults():
