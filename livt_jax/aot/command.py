@@ -71,7 +71,8 @@ def plan(config, topology_name: str, say=print, hbm_bytes: int | None = None) ->
   say(f'config: ViT-{config.model.variant}/{config.model.patch_size} on {data.name} '
       f'({data.num_train:,} training images, {data.num_classes} classes); mesh data={data_axis} '
       f'x fsdp={fsdp_axis}, precision {target.precision} ({config.precision}), remat '
-      f'{target.remat}, grad_accum_steps {target.grad_accum_steps}')
+      f'{target.remat}, grad_accum_steps {target.grad_accum_steps}'
+      + (f', RandAugment on the {target.bft.randaug_on}' if 'randaug_on' in target.bft else ''))
   vit.get_variant(config.model.variant)
   results, fixes = {}, {}
   for name in stages:
