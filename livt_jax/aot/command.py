@@ -47,6 +47,8 @@ def plan(config, topology_name: str, say=print, hbm_bytes: int | None = None) ->
   import jax  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
   from livt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  if not jax.config.jax_platforms:  # jax imported before the environment was set
+    jax.config.update('jax_platforms', 'cpu')
   jax.config.update('jax_threefry_partitionable', True)  # as run.run: the same step
   hbm = hbm_bytes or topology.usable_bytes(topo)
   devices = topology.topology_devices(topo)
