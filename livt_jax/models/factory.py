@@ -68,7 +68,8 @@ def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.V
       patch_size=config.model.patch_size, num_classes=num_classes, pool=config.model.pool,
       drop_path=config.bft.drop_path if drop_path is None else drop_path,
       dtype=compute_dtype(config), remat=config.remat, pretrain_grid=(pretrain, pretrain),
-      posemb=config.model.get('posemb', 'fixed'), bf16_matmul=bf16_matmul(config))
+      posemb=config.model.get('posemb', 'fixed'), bf16_matmul=bf16_matmul(config),
+      attention=config.model.get('attention', 'ours'))
 
 
 def build_mae(config) -> mae.MAE:
@@ -78,7 +79,8 @@ def build_mae(config) -> mae.MAE:
       patch_size=config.model.patch_size, decoder_width=config.model.decoder_width,
       decoder_depth=config.model.decoder_depth, decoder_heads=config.model.decoder_heads,
       mask_ratio=config.mgp.mask_ratio, norm_pix_loss=config.mgp.norm_pix_loss,
-      dtype=compute_dtype(config), remat=config.remat, bf16_matmul=bf16_matmul(config))
+      dtype=compute_dtype(config), remat=config.remat, bf16_matmul=bf16_matmul(config),
+      attention=config.model.get('attention', 'ours'))
 
 
 def init_fn(model, image_shape):
