@@ -1,15 +1,19 @@
 """Accelerator chips: peak bf16 FLOP/s and memory per chip, and FLOP accounting (MFU).
 
-Used by the AOT plan (`livt_jax/aot.py`: does a config fit a TPU slice, how long will it take)
+Used by the AOT plan (`livt_jax/aot/`: does a config fit a TPU slice or GPU node, how long)
 and by every run (`train.py`, `benchmark.py`: TFLOP/s and MFU per device).
 
 Where the figures come from:
   * peak_tflops: dense bf16 peak per chip from the vendors' data sheets: Google Cloud TPU
     "system architecture" pages (v4 275, v5e 197, v5p 459, v6e 918 TFLOP/s per chip);
     NVIDIA data sheets, dense (no 2:4 sparsity), SXM boards: A100 312, H100 989 (PCIe 756),
-    H200 989 TFLOP/s.
+    H200 989 TFLOP/s; B200 2,250 (the HGX B200 data sheet's FP16/BF16 Tensor Core 4.5 PFLOPS
+    per GPU is with sparsity: dense is half). XLA's target-config specs agree (openxla/xla
+    xla/backends/gpu/target_config/specs/*.txtpb, bf16 matrix_unit_description rate: 4 units x
+    ops_per_clock x cores x clock x 2 = 989 TFLOP/s on h100_sxm, 2,225 on b200).
   * hbm_gib: HBM per chip as published (v4 32 GiB, v5e 16 GB, v5p 95 GB, v6e 32 GB; A100 80 GB,
-    H100 80 GB, H200 141 GB).
+    H100 80 GB, H200 141 GB, B200 180 GB). The GPU AOT plan uses the spec's device_memory_size
+    times the preallocated share instead (livt_jax/aot/topology.py: usable_bytes).
   * usable_hbm_gib (TPUs): what XLA lets one program use, read from libtpu 0.0.42.1's own
     RESOURCE_EXHAUSTED message ("... exceeds available HBM (15.75G)") when compiling a program
     too large for each chip on this machine. The AOT plan checks fit against this figure.
@@ -49,6 +53,7 @@ CHIPS = {
         Chip('v5e', 197.0, 16.0, 15.75, ('v5 lite', 'v5e'), 'default', 'v5litepod-{chips}'),
         Chip('v5p', 459.0, 95.0, 95.74, ('v5p', 'v5'), 'megacore', 'v5p-{cores}'),
         Chip('v4', 275.0, 32.0, 30.75, ('v4',), 'megacore', 'v4-{cores}'),
+        Chip('b200', 2250.0, 180.0, None, ('b200',)),
         Chip('h200', 989.0, 141.0, None, ('h200',)),
         Chip('h100-pcie', 756.0, 80.0, None, ('h100 pcie',)),
         Chip('h100', 989.0, 80.0, None, ('h100',)),

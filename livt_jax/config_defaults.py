@@ -55,6 +55,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # BFT's position table is MGP's sin-cos table, bicubically resized when BFT runs at another
   # resolution (iNat18: 128 -> 224 px); 'fixed' keeps it constant, 'learned' trains it from there.
   c.model.posemb = 'fixed'
+  # Self-attention: 'ours' (float32 softmax, a hand-written backward: livt_jax/models/vit.py),
+  # 'xla' or 'cudnn' (jax.nn.dot_product_attention; cuDNN's fused kernel on NVIDIA GPUs only).
+  c.model.attention = 'ours'
   c.model.decoder_depth = 8
   c.model.decoder_width = 512
   c.model.decoder_heads = 16

@@ -2,7 +2,8 @@ r"""LiVT entry point.
 
   python -m livt_jax.main --config=configs/fashion_mnist_lt.py --workdir=runs/fmnist
   python -m livt_jax.main --config=configs/inat18.py --dry_run
-  python -m livt_jax.main --config=configs/inat18.py --aot=v5p:2x2x2   # plan a TPU run (aot.py)
+  python -m livt_jax.main --config=configs/inat18.py --aot=v5p:2x2x2   # plan a TPU run (aot/)
+  python -m livt_jax.main --config=configs/inat18.py --aot=h100:8      # plan a GPU node's run
   python -m livt_jax.main --config=configs/places_lt.py --config.bft.tau=1.05 --workdir=...
 
 Any config field can be overridden with --config.FIELD=VALUE (ml_collections config_flags).
@@ -29,10 +30,14 @@ from livt_jax import supervise
 
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and the report go.')
 flags.DEFINE_bool('dry_run', False, 'Validate and resolve the config, print it, and exit.')
-flags.DEFINE_string('aot', None, 'Plan a TPU run from this host: compile the train steps for a '
-                    'TPU topology (e.g. v5e:4x4, v5p:2x2x2) and print memory per chip, FLOPs, '
-                    'time per epoch and collectives (livt_jax/aot.py; needs '
-                    'requirements-tpu-aot.txt installed into .libtpu).')
+flags.DEFINE_string('aot', None, 'Plan a TPU or GPU run from this host: compile the train steps '
+                    'for a TPU topology (e.g. v5e:4x4, v5p:2x2x2) or GPU nodes (h100:8, '
+                    'a100-80g:2x8, b200:8) and print memory per device, FLOPs, time per epoch '
+                    'and collectives (livt_jax/aot/; needs requirements-tpu-aot.txt installed '
+                    'into .libtpu, or requirements-gpu-aot.txt into .cuda-aot).')
+flags.DEFINE_string('aot_json', None, 'With --aot: also write the plan as JSON to this path '
+                    '(results, estimates, command, git commit, versions; benchmarks/aot_table.py '
+                    'renders such files).')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback for configuration/data errors.')
 flags.DEFINE_bool('verbose', False, 'Show library INFO logs (orbax, absl, jax) on the console '
                   'too; by default they only go to the log file in WORKDIR/logs.')
@@ -120,8 +125,13 @@ def _main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.aot:  # before jax starts: the AOT plan sets up libtpu and the host platform itself
     from livt_jax import aot  # pylint: disable=g-import-not-at-top
-    return aot.main(FLAGS.config, FLAGS.aot, traceback=FLAGS.traceback)
+    return aot.main(FLAGS.config, FLAGS.aot, traceback=FLAGS.traceback, json_path=FLAGS.aot_json)
+  if FLAGS.aot_json:
+    print('livt_jax: error: --aot_json needs --aot=TOPOLOGY (e.g. --aot=h100:8)', file=sys.stderr)
+    return 2
   held = _quiet_console()
+  from livt_jax import gpu_flags  # pylint: disable=g-import-not-at-top
+  gpu_flags.add_for_gpu_run()  # before jax starts: XLA reads XLA_FLAGS once
   # Imports after flag parsing: jax must see the distributed/platform settings first.
   try:
     distributed.split_cpu_into_devices(FLAGS.config.get('cpu_devices', 0))

@@ -150,6 +150,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('bft.ema_decay', ema, 'use a value in [0, 1), e.g. 0.999; 0 keeps no weight average')
   if config.model.get('posemb', 'fixed') not in POSEMBS:
     _fail('model.posemb', config.model.posemb, f'use one of {", ".join(POSEMBS)}')
+  if config.model.get('attention', 'ours') not in vit.ATTENTION:
+    _fail('model.attention', config.model.attention,
+          f'use one of {", ".join(vit.ATTENTION)} (cudnn: NVIDIA GPUs only)')
   if config.precision not in PRECISIONS:
     _fail('precision', config.precision, f'use one of {", ".join(PRECISIONS)}')
   if config.grad_accum_steps < 1:

@@ -69,7 +69,8 @@ def build_vit(config, num_classes: int, drop_path: float | None = None) -> vit.V
       drop_path=config.bft.drop_path if drop_path is None else drop_path,
       dtype=compute_dtype(config), remat=config.remat, pretrain_grid=(pretrain, pretrain),
       posemb=config.model.get('posemb', 'fixed'), bf16_matmul=bf16_matmul(config),
-      head=config.bft.get('ldam_head', 'linear') if config.bft.loss == 'ldam_drw' else 'linear')
+      head=config.bft.get('ldam_head', 'linear') if config.bft.loss == 'ldam_drw' else 'linear',
+      attention=config.model.get('attention', 'ours'))
 
 
 def build_mae(config) -> mae.MAE:
@@ -79,7 +80,8 @@ def build_mae(config) -> mae.MAE:
       patch_size=config.model.patch_size, decoder_width=config.model.decoder_width,
       decoder_depth=config.model.decoder_depth, decoder_heads=config.model.decoder_heads,
       mask_ratio=config.mgp.mask_ratio, norm_pix_loss=config.mgp.norm_pix_loss,
-      dtype=compute_dtype(config), remat=config.remat, bf16_matmul=bf16_matmul(config))
+      dtype=compute_dtype(config), remat=config.remat, bf16_matmul=bf16_matmul(config),
+      attention=config.model.get('attention', 'ours'))
 
 
 def init_fn(model, image_shape):

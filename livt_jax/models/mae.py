@@ -89,6 +89,7 @@ class MAE(nn.Module):
   remat: bool = False
   gelu_approximate: bool = False
   bf16_matmul: bool = False  # precision 'bf16_matmul': see vit.bf16_matmul
+  attention: str = 'ours'  # see vit.Attention
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = True):
@@ -110,7 +111,8 @@ class MAE(nn.Module):
 
     encoder = vit.Encoder(self.width, self.depth, self.num_heads, p, self.mlp_ratio, 0.0,
                           self.dtype, self.remat, self.gelu_approximate,
-                          bf16_matmul=self.bf16_matmul, name='encoder')
+                          bf16_matmul=self.bf16_matmul, attention=self.attention,
+                          name='encoder')
     latent = encoder.encode_visible(images, keep_ids, train=train)  # [B, 1 + K, width]
 
     # Decoder input: kept tokens then one mask token per removed patch, un-shuffled.
@@ -129,7 +131,7 @@ class MAE(nn.Module):
     block = vit.block_class(self.remat)
     for i in range(self.decoder_depth):
       x = block(self.decoder_heads, self.mlp_ratio, 0.0, self.dtype, self.gelu_approximate,
-                self.bf16_matmul, name=f'decoder_block_{i}')(x, train)
+                self.bf16_matmul, self.attention, name=f'decoder_block_{i}')(x, train)
     x = vit.layer_norm(self.dtype, 'decoder_norm')(x)
     pred = vit.dense(p * p * c, ('embed', 'patch'), self.dtype, 'decoder_pred',
                      bf16_matmul=self.bf16_matmul)(x)

@@ -279,11 +279,40 @@ def _attention_bwd(res, d_out):
 dot_product_attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+ATTENTION = ('ours', 'xla', 'cudnn')
+
+
+def library_attention(q: jax.Array, k: jax.Array, v: jax.Array, implementation: str,
+                      even: bool | None = None) -> jax.Array:
+  """`jax.nn.dot_product_attention` over [B, T, heads, head_dim] (q not scaled: it scales by
+  head_dim ** -0.5), with implementation 'xla' or 'cudnn' (cuDNN's fused flash attention).
+
+  jax 0.10.2's cuDNN path trains only on an even sequence length
+  (jax/_src/cudnn/fused_attention_stablehlo.py: check_is_flash_attention): ViT's 1 + 14 x 14 =
+  197 tokens get one padding token that no query attends to (key_value_seq_lengths), dropped
+  from the output. `even`: pad to an even length (default: for 'cudnn' only).
+  """
+  t = q.shape[1]
+  pad = t % 2 if (implementation == 'cudnn' if even is None else even) else 0
+  lengths = None
+  if pad:
+    q, k, v = (jnp.pad(a, ((0, 0), (0, pad), (0, 0), (0, 0))) for a in (q, k, v))
+    lengths = jnp.full((q.shape[0],), t, jnp.int32)
+  out = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths,
+                                     implementation=implementation)
+  return out[:, :t]
+
+
 class Attention(nn.Module):
-  """Multi-head self-attention with a fused qkv projection."""
+  """Multi-head self-attention with a fused qkv projection.
+
+  attention: 'ours' (`dot_product_attention` above, float32 softmax), or 'xla' / 'cudnn':
+  `jax.nn.dot_product_attention` with that implementation (`library_attention`).
+  """
   num_heads: int
   dtype: Dtype = jnp.float32
   bf16_matmul: bool = False
+  attention: str = 'ours'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -292,6 +321,14 @@ class Attention(nn.Module):
       raise ValueError(f'width {d} is not divisible by num_heads {self.num_heads}')
     hd = d // self.num_heads
     qkv = dense(3 * d, ('embed', 'qkv'), self.dtype, 'qkv', bf16_matmul=self.bf16_matmul)(x)
+    if self.attention not in ATTENTION:
+      raise ValueError(f'model.attention={self.attention!r} is not known; use one of '
+                       f'{", ".join(ATTENTION)}')
+    if self.attention != 'ours':
+      qkv = qkv.reshape(b, t, 3, self.num_heads, hd)
+      out = library_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], self.attention)
+      return dense(d, ('heads', 'embed'), self.dtype, 'proj', bf16_matmul=self.bf16_matmul)(
+          out.reshape(b, t, d))
     # One transpose to [3, B, heads, T, head_dim]: the attention matmuls then batch over
     # leading dimensions (no further copies), and q is scaled inside the same pass.
     qkv = qkv.reshape(b, t, 3, self.num_heads, hd).transpose(2, 0, 3, 1, 4)
@@ -365,6 +402,7 @@ class Block(nn.Module):
   dtype: Dtype = jnp.float32
   gelu_approximate: bool = False
   bf16_matmul: bool = False
+  attention: str = 'ours'  # see Attention
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -373,7 +411,8 @@ class Block(nn.Module):
     def residual(y):
       return drop_path(y, self.drop_path, self.make_rng('dropout')) if use_dp else y
 
-    x = x + residual(Attention(self.num_heads, self.dtype, self.bf16_matmul, name='attn')(
+    x = x + residual(Attention(self.num_heads, self.dtype, self.bf16_matmul, self.attention,
+                               name='attn')(
         layer_norm(self.dtype, 'norm1')(x)))
     hidden = int(x.shape[-1] * self.mlp_ratio)
     x = x + residual(Mlp(hidden, self.dtype, self.gelu_approximate, self.bf16_matmul, name='mlp')(
@@ -405,6 +444,7 @@ class Encoder(nn.Module):
   posemb: str = 'fixed'
   # precision 'bf16_matmul': the blocks' linear layers multiply in bf16 (see `bf16_matmul`).
   bf16_matmul: bool = False
+  attention: str = 'ours'  # see Attention
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool, keep_ids: jax.Array | None = None,
@@ -444,7 +484,8 @@ class Encoder(nn.Module):
     block = block_class(self.remat)
     for i in range(self.depth):
       x = block(self.num_heads, self.mlp_ratio, float(rates[i]), self.dtype,
-                self.gelu_approximate, self.bf16_matmul, name=f'block_{i}')(x, train)
+                self.gelu_approximate, self.bf16_matmul, self.attention,
+                name=f'block_{i}')(x, train)
     norm = layer_norm(self.dtype, 'encoder_norm')
     if apply_norm:
       return norm(x)
@@ -500,6 +541,7 @@ class ViT(nn.Module):
   posemb: str = 'fixed'
   bf16_matmul: bool = False  # see Encoder; the head stays float32
   head: str = 'linear'  # HEADS; 'normed' is LDAM's cosine head (bft.ldam_head)
+  attention: str = 'ours'  # see Attention
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -510,7 +552,8 @@ class ViT(nn.Module):
       raise ValueError(f'head={self.head!r} is not known; use one of {", ".join(HEADS)}')
     encoder = Encoder(self.width, self.depth, self.num_heads, self.patch_size, self.mlp_ratio,
                       self.drop_path, self.dtype, self.remat, self.gelu_approximate,
-                      self.pretrain_grid, self.posemb, self.bf16_matmul, name='encoder')
+                      self.pretrain_grid, self.posemb, self.bf16_matmul, self.attention,
+                      name='encoder')
     if self.pool == 'gap':
       tokens = encoder(images, train=train, apply_norm=False)
       feat = layer_norm(self.dtype, 'fc_norm')(jnp.mean(tokens[:, 1:], axis=1))

@@ -1,0 +1,1 @@
+"""Scripts that turn committed result files (benchmarks/results/) into the docs' tables."""
