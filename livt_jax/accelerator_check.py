@@ -1,4 +1,4 @@
-r"""The prepared accelerator check: measure a GPU / TPU host and set the plan's prediction beside it.
+r"""The prepared accelerator check: measure a GPU / TPU host, the plan's prediction beside it.
 
     bash launch/accelerator_check.sh                      # on the accelerator host, < 8 minutes
     python -m livt_jax.accelerator_check --out=runs/accelerator_check.json [--tiny]
@@ -85,7 +85,8 @@ def aot_target(kind: str, platform: str, count: int) -> str | None:
 
 def model_overrides(s: dict, count: int) -> list[str]:
   return [f'--config.model.variant={s["variant"]}', f'--config.model.patch_size={s["patch"]}',
-          f'--config.mgp.image_size={s["image_size"]}', f'--config.bft.image_size={s["image_size"]}',
+          f'--config.mgp.image_size={s["image_size"]}',
+          f'--config.bft.image_size={s["image_size"]}',
           f'--config.mgp.batch_size={s["mgp_per_device"] * count}',
           f'--config.bft.batch_size={s["bft_per_device"] * count}',
           f'--config.model.decoder_depth={s["decoder"][0]}',

@@ -1,4 +1,5 @@
-"""The AOT plan (`python -m livt_jax.main --aot=TOPOLOGY`, livt_jax/aot.py) and MFU accounting.
+"""The AOT plan for TPUs (`python -m livt_jax.main --aot=v5e:2x2`, livt_jax/aot/) and MFU
+accounting.
 
 The AOT tests compile the real MGP and BFT train steps of a tiny ViT for a TPU v5e 2x2 slice
 with libtpu, on this CPU. libtpu must stay out of the other tests (loaded into a process, it

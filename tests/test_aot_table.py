@@ -47,7 +47,8 @@ def test_rows_follow_from_the_record(tmp_path):
              total_bytes=30 * aot_table.GIB)
   r['fixes'] = {'bft': fix}
   row = aot_table.rows(r)[0]
-  assert '| 16 x H100 (2 nodes) | 128 (2 x 64) | with `--config.grad_accum_steps=2` | 30.00 GiB' in row
+  assert ('| 16 x H100 (2 nodes) | 128 (2 x 64) | with `--config.grad_accum_steps=2` | '
+          '30.00 GiB') in row
   path = tmp_path / 'p.json'
   path.write_text(json.dumps(r))
   table = aot_table.render([str(path)])
