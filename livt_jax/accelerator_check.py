@@ -218,8 +218,10 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   s = TINY if args.tiny else FULL
   t_start = time.perf_counter()
+  from livt_jax import gpu_flags  # pylint: disable=g-import-not-at-top
+  gpu_flags.add_for_gpu_run()  # the benchmark and the run inherit the flags livt_jax.main sets
   result = {'mode': 'tiny' if args.tiny else 'full', 'sizes': s, 'config': CONFIG,
-            'precision': args.precision,
+            'precision': args.precision, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
             'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
   info = devices(args.step_timeout_s)
   result['devices'] = info
