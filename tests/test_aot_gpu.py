@@ -188,3 +188,14 @@ def test_gpu_flags_are_added_once_and_the_users_win():
   # A host that will not start the CUDA backend gets nothing.
   assert gpu_flags.add_for_gpu_run({'JAX_PLATFORMS': 'cpu'}) == []
   assert gpu_flags.add_for_gpu_run({'JAX_PLATFORMS': 'tpu'}) == []
+
+
+def test_aot_json_without_aot_is_one_line_and_exit_2(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'livt_jax.main', '--config=configs/fashion_mnist_lt.py',
+       f'--aot_json={tmp_path / "p.json"}'], capture_output=True, text=True, cwd=ROOT,
+      timeout=120)
+  assert proc.returncode == 2, proc.stdout + proc.stderr
+  lines = (proc.stdout + proc.stderr).strip().splitlines()
+  assert lines == ['livt_jax: error: --aot_json needs --aot=TOPOLOGY (e.g. --aot=h100:8)'], lines
+  assert not (tmp_path / 'p.json').exists()
