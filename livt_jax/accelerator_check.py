@@ -1,4 +1,4 @@
-r"""The prepared accelerator check: measure a GPU / TPU host and set the plan's prediction beside it.
+r"""The prepared accelerator check: measure a GPU / TPU host, the plan's prediction beside it.
 
     bash launch/accelerator_check.sh                      # on the accelerator host, < 8 minutes
     python -m livt_jax.accelerator_check --out=runs/accelerator_check.json [--tiny]
@@ -85,7 +85,8 @@ def aot_target(kind: str, platform: str, count: int) -> str | None:
 
 def model_overrides(s: dict, count: int) -> list[str]:
   return [f'--config.model.variant={s["variant"]}', f'--config.model.patch_size={s["patch"]}',
-          f'--config.mgp.image_size={s["image_size"]}', f'--config.bft.image_size={s["image_size"]}',
+          f'--config.mgp.image_size={s["image_size"]}',
+          f'--config.bft.image_size={s["image_size"]}',
           f'--config.mgp.batch_size={s["mgp_per_device"] * count}',
           f'--config.bft.batch_size={s["bft_per_device"] * count}',
           f'--config.model.decoder_depth={s["decoder"][0]}',
@@ -217,8 +218,10 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   s = TINY if args.tiny else FULL
   t_start = time.perf_counter()
+  from livt_jax import gpu_flags  # pylint: disable=g-import-not-at-top
+  gpu_flags.add_for_gpu_run()  # the benchmark and the run inherit the flags livt_jax.main sets
   result = {'mode': 'tiny' if args.tiny else 'full', 'sizes': s, 'config': CONFIG,
-            'precision': args.precision,
+            'precision': args.precision, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
             'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
   info = devices(args.step_timeout_s)
   result['devices'] = info

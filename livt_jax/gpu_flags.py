@@ -5,10 +5,13 @@
   --xla_gpu_enable_highest_priority_async_stream=true: runs those collectives on a
       high-priority stream so the overlap is not starved by the compute kernels.
 
-Both are the first two of JAX's "GPU performance tips" for data-parallel and FSDP training. A
-flag the user already put in XLA_FLAGS wins (its name is not added twice). Added only where the
-CUDA plugin is installed and JAX_PLATFORMS allows a GPU: the flags are unknown to a TPU/CPU-only
-XLA build's parser in principle, and XLA aborts on an unknown flag.
+The first is the one XLA flag NVIDIA's JAX-Toolbox containers set, and the example flag of JAX's
+"GPU performance tips" page (docs.jax.dev/en/latest/gpu_performance_tips.html); the second is
+set next to it by many public JAX GPU trainers. Neither has been measured here (no GPU): the
+accelerator check (launch/accelerator_check.sh) runs with them. A flag the user already put in
+XLA_FLAGS wins (its name is not added twice). Added only where the
+CUDA plugin is installed and JAX_PLATFORMS allows a GPU: TPU and CPU runs have no use for them,
+and XLA aborts on a flag its build does not know (checked: both are known to the 0.10.2 plugin).
 """
 import importlib.util
 import os

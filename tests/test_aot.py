@@ -1,4 +1,5 @@
-"""The AOT plan (`python -m livt_jax.main --aot=TOPOLOGY`, livt_jax/aot.py) and MFU accounting.
+"""The AOT plan for TPUs (`python -m livt_jax.main --aot=v5e:2x2`, livt_jax/aot/) and MFU
+accounting.
 
 The AOT tests compile the real MGP and BFT train steps of a tiny ViT for a TPU v5e 2x2 slice
 with libtpu, on this CPU. libtpu must stay out of the other tests (loaded into a process, it
@@ -60,8 +61,9 @@ v5e = chips.CHIPS['v5e']
 chips.CHIPS['v5e'] = dataclasses.replace(v5e, usable_hbm_gib=SMALL_HBM / chips.GIB)
 stdout = io.StringIO()
 with contextlib.redirect_stdout(stdout):
-  rc = aot.main(small, 'v5e:2x2', command='CMD')
-out['small'] = {'rc': rc, 'lines': stdout.getvalue().splitlines()}
+  rc = aot.main(small, 'v5e:2x2', command='CMD', json_path=JSON_PATH, argv=['--aot=v5e:2x2'])
+out['small'] = {'rc': rc, 'lines': stdout.getvalue().splitlines(),
+                'record': json.load(open(JSON_PATH))}
 print('JSON ' + json.dumps(out))
 '''
 
@@ -74,10 +76,11 @@ def _libtpu_or_fail():
 
 
 @pytest.fixture(scope='module')
-def scenarios():
+def scenarios(tmp_path_factory):
   _libtpu_or_fail()
+  path = str(tmp_path_factory.mktemp('aot') / 'small.json')
   code = (_AOT_SCENARIOS.replace('ROOT', repr(ROOT)).replace('TESTS', repr(TESTS))
-          .replace('SMALL_HBM', repr(SMALL_HBM)))
+          .replace('SMALL_HBM', repr(SMALL_HBM)).replace('JSON_PATH', repr(path)))
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                         timeout=600, cwd=ROOT)
   found = [line for line in proc.stdout.splitlines() if line.startswith('JSON ')]
@@ -164,6 +167,17 @@ def test_a_stage_that_does_not_fit_gets_an_override_that_the_tool_reports_fittin
   # ... and the command's last line repeats it to rerun with.
   assert lines[-1] == ('does not fit as configured; rerun with the overrides found: CMD '
                        + override), lines[-1]
+  # The plan as data (--aot_json): the base compile, the fix the search found, and libtpu's
+  # version next to jax's.
+  record = scenarios['small']['record']
+  assert record['fits'] is False and record['topology']['platform'] == 'tpu'
+  assert abs(record['topology']['usable_bytes_per_device'] - SMALL_HBM) <= 1
+  assert record['stages']['bft']['fits'] is False
+  assert record['stages']['bft']['flops_source'] == 'xla'
+  assert record['fixes']['bft']['fits'] is True
+  assert ' '.join(f'--config.{k}={v}' for k, v in
+                  record['fixes']['bft']['overrides'].items()) == override
+  assert record['made']['versions']['libtpu'] == '0.0.42.1'
 
 
 def test_without_libtpu_one_line_says_how_to_install_it_and_exit_2(tmp_path):

@@ -188,3 +188,33 @@ def test_gpu_flags_are_added_once_and_the_users_win():
   # A host that will not start the CUDA backend gets nothing.
   assert gpu_flags.add_for_gpu_run({'JAX_PLATFORMS': 'cpu'}) == []
   assert gpu_flags.add_for_gpu_run({'JAX_PLATFORMS': 'tpu'}) == []
+
+
+def test_aot_json_without_aot_is_one_line_and_exit_2(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'livt_jax.main', '--config=configs/fashion_mnist_lt.py',
+       f'--aot_json={tmp_path / "p.json"}'], capture_output=True, text=True, cwd=ROOT,
+      timeout=120)
+  assert proc.returncode == 2, proc.stdout + proc.stderr
+  lines = (proc.stdout + proc.stderr).strip().splitlines()
+  assert lines == ['livt_jax: error: --aot_json needs --aot=TOPOLOGY (e.g. --aot=h100:8)'], lines
+  assert not (tmp_path / 'p.json').exists()
+
+
+def test_the_search_compiles_its_candidates_for_the_gpu(monkeypatch):
+  """search() recompiles with the base compile's platform (GPU precision and RandAugment)."""
+  from livt_jax.aot import compiling, search  # pylint: disable=g-import-not-at-top
+  seen = []
+
+  def fake_compile(config, stage, devices, data, hbm, overrides, platform):
+    seen.append((dict(overrides), platform))
+    return compiling.StageResult(stage, dict(overrides), 2, 16, 4, 1, 1, 1.0, 0.0, hbm,
+                                 argument_bytes=hbm // 2, platform=platform)
+
+  monkeypatch.setattr(compiling, 'compile_stage', fake_compile)
+  base = compiling.StageResult('bft', {}, 2, 16, 8, 1, 1, 1.0, 0.0, 1000, argument_bytes=100,
+                               temp_bytes=2000, platform='gpu')
+  fix = search.search(tiny_config(), base, [None, None], None, 1000, say=lambda _: None)
+  assert fix is not None and fix.fits and seen[-1][1] == 'gpu'
+  assert all(platform == 'gpu' for _, platform in seen)
+  assert fix.overrides == seen[-1][0]

@@ -36,10 +36,10 @@ def _record():
 def test_rows_follow_from_the_record(tmp_path):
   r = _record()
   assert aot_table.rows(r) == [
-      '| imagenet_lt | BFT | 8 x H100 | 128 | yes | 12.00 GiB (20% of 60.00) | 11.50 GiB | 4,703 '
-      '| 12 | analytic | 36 s | abcdef0+dirty 2026-12-07 |']
+      '| imagenet_lt | BFT | `h100:8` (8) | 128 | yes | 12.00 GiB (20% of 60.00) | 11.50 GiB '
+      '| 4,703 | 12 | analytic | 36 s | abcdef0+dirty 2026-12-07 |']
   # Does not fit as configured; the search's overrides and their compile give the numbers.
-  r['topology'].update(nodes=2, devices=16)
+  r['topology'].update(name='h100:2x8', nodes=2, devices=16)
   base = r['stages']['bft']
   base.update(fits=False, total_bytes=58 * aot_table.GIB)
   fix = copy.deepcopy(base)
@@ -47,7 +47,8 @@ def test_rows_follow_from_the_record(tmp_path):
              total_bytes=30 * aot_table.GIB)
   r['fixes'] = {'bft': fix}
   row = aot_table.rows(r)[0]
-  assert '| 16 x H100 (2 nodes) | 128 (2 x 64) | with `--config.grad_accum_steps=2` | 30.00 GiB' in row
+  assert ('| `h100:2x8` (16) | 128 (2 x 64) | with `--config.grad_accum_steps=2` | '
+          '30.00 GiB') in row
   path = tmp_path / 'p.json'
   path.write_text(json.dumps(r))
   table = aot_table.render([str(path)])
