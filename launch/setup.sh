@@ -2,8 +2,9 @@
 # Sets up this checkout for a run: a Python venv in .venv with the run's pinned stack
 # (requirements.txt) and Debian's Fashion-MNIST (the embedded default's data, with apt-get when
 # absent). Flags add or drop parts (docs/install.md):
-#   --tests    also what the test suite needs: requirements-dev.txt (pytest, shellcheck) in .venv,
-#              libtpu in .libtpu (the AOT tests) and torch + timm in .venv-torch (interop tests)
+#   --tests    also what the test suite needs: requirements-dev.txt (pytest, shellcheck, the
+#              storage emulator) in .venv, libtpu in .libtpu and the CUDA PJRT plugin in
+#              .cuda-aot (the AOT tests), torch + timm in .venv-torch (interop tests)
 #   --tpu      jax[tpu] in .venv (requirements-tpu.txt): Cloud TPU VMs (launch/tpu_pod.sh)
 #   --cuda12   jax[cuda12] in .venv (requirements-cuda12.txt): NVIDIA GPUs (launch/slurm.sbatch)
 #   --no-data  no Fashion-MNIST (runs that read their data from TFDS dirs or gs://)
@@ -56,6 +57,15 @@ LIBTPU_VERSION=$(sed -n 's/^libtpu==//p' requirements-tpu-aot.txt)
 if [ "${LIVT_SKIP_LIBTPU:-0}" != 1 ] && [ ! -d ".libtpu/libtpu-$LIBTPU_VERSION.dist-info" ]; then
   rm -rf .libtpu
   .venv/bin/python -m pip install -q --target .libtpu -r requirements-tpu-aot.txt
+fi
+# The CUDA PJRT plugin, for GPU plans (`--aot=h100:8`: compile for NVIDIA GPUs on this host)
+# and their tests: into .cuda-aot, outside the venv (in the venv, jax would start its CUDA
+# backend); a 174 MB wheel, 458 MB unpacked, no nvidia-* libraries. LIVT_SKIP_CUDA_AOT=1 skips it.
+CUDA_AOT_VERSION=$(sed -n 's/^jax-cuda12-pjrt==//p' requirements-gpu-aot.txt)
+if [ "${LIVT_SKIP_CUDA_AOT:-0}" != 1 ] \
+    && [ ! -d ".cuda-aot/jax_cuda12_pjrt-$CUDA_AOT_VERSION.dist-info" ]; then
+  rm -rf .cuda-aot
+  .venv/bin/python -m pip install -q --target .cuda-aot -r requirements-gpu-aot.txt
 fi
 # torch + timm (requirements-benchmark.txt) in .venv-torch, apart from .venv (the run never
 # imports torch: livt_jax.interop reads and writes .pth/.safetensors itself): the PyTorch
