@@ -120,6 +120,9 @@ MEANINGS = {
                              "mce; empty: keep none (validate.py).",
     'mesh.data': 'Data-parallel axis size; -1: the devices left over.',
     'mesh.fsdp': 'FSDP axis size: parameters and optimizer state are sharded over it.',
+    'storage.probe_timeout_s': 'Seconds the first touch of a gs:// workdir, data_dir or '
+                               'split_dir may take before the run stops with one line saying '
+                               'why (storage_probe.py; docs/cloud_storage.md).',
 }
 
 

@@ -29,6 +29,9 @@ PREFIXES = ('python -m livt_jax.main', '.venv/bin/python -m livt_jax.main')
 # (why, the one error line its dry run must stop with; None: not run at all). Those with an
 # expected line still run: they must fail with exactly that complaint and nothing else.
 ALLOWED = {
+    '--config=CONFIG --workdir=WORKDIR': (
+        "a template (docs/launch.md): CONFIG, WORKDIR and the overrides stand for a launcher's "
+        'arguments (tests/test_launchers.py checks the argv the launchers pass)', None),
     'gs://': ('a gs:// bucket: the dry run would ask Cloud Storage whether the data is there, and '
               'this machine has no bucket (tests/test_cloud_workdir.py runs gs:// paths against '
               'an emulator)', None),
