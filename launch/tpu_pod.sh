@@ -4,7 +4,7 @@
 #
 #   launch/tpu_pod.sh TPU_NAME ZONE configs/inat18.py gs://bucket/runs/inat18 [--config.x=y ...]
 #
-# Ships this checkout (without .git, venvs, .libtpu and runs/) to ~/livt_jax on every worker,
+# Ships this checkout (no .git, venvs, .libtpu, .cuda-aot, runs/) to ~/livt_jax on every worker,
 # sets each worker up with the run's pins plus jax[tpu] (launch/setup.sh --tpu --no-data: no torch,
 # no Fashion-MNIST), then starts the run there. Rerunning the command after a preemption resumes
 # from the last checkpoint. Data and WORKDIR must be reachable from every worker: gs:// or an
@@ -26,8 +26,8 @@ esac
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-tar --exclude=./.git --exclude='./.venv*' --exclude=./.libtpu --exclude=./runs \
-  -czf "$tmp/livt_jax.tgz" .
+tar --exclude=./.git --exclude='./.venv*' --exclude=./.libtpu --exclude=./.cuda-aot \
+  --exclude=./runs -czf "$tmp/livt_jax.tgz" .
 # The run's command quoted for the workers' shell (bash), so overrides keep spaces and commas.
 run=$(printf '%q ' .venv/bin/python -m livt_jax.main "--config=$CONFIG" "--workdir=$WORKDIR" "$@")
 setup=$(printf '%q ' ${LIVT_WORKER_PYTHON:+"PYTHON=$LIVT_WORKER_PYTHON"} bash launch/setup.sh \

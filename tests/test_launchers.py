@@ -120,7 +120,8 @@ def box(tmp_path):
 
 def test_tpu_pod_ships_the_checkout_sets_up_jax_tpu_only_and_runs_the_quoted_command(box):
   box.add('livt_jax/main.py', 'configs/inat18.py', '.venv/lib/big', '.venv-torch/lib/torch.so',
-          '.libtpu/libtpu/libtpu.so', '.git/HEAD', 'runs/old/checkpoint')
+          '.libtpu/libtpu/libtpu.so', '.cuda-aot/jax_plugins/xla_cuda12/plugin.so', '.git/HEAD',
+          'runs/old/checkpoint')
   out = box.run(['bash', str(box.repo / 'launch' / 'tpu_pod.sh'), 'my-tpu', 'us-central2-b',
                  'configs/inat18.py', 'gs://bucket/runs/inat18', *OVERRIDES],
                 cwd=box.repo.parent)  # from outside the checkout
@@ -138,7 +139,7 @@ def test_tpu_pod_ships_the_checkout_sets_up_jax_tpu_only_and_runs_the_quoted_com
     shipped = {os.path.normpath(m.name) for m in tar.getmembers()}
   assert {'launch/setup.sh', 'livt_jax/main.py', 'configs/inat18.py'} <= shipped
   assert not {n for n in shipped if n.split('/')[0] in ('.venv', '.venv-torch', '.libtpu',
-                                                         '.git', 'runs')}
+                                                         '.cuda-aot', '.git', 'runs')}
 
   # What the worker did: a venv from python3, the run's pins plus jax[tpu], then the run.
   checkout = str(box.worker / 'livt_jax')
