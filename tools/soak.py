@@ -285,6 +285,7 @@ def main(argv=None) -> int:
   if args.kills < 0 or args.max_steps < 0:
     print('soak: error: --kills and --max_steps must be >= 0', file=sys.stderr)
     return 2
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ INFO lines (as main.py)
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={DEVICES}',
              JAX_PLATFORMS='cpu')
   local = tempfile.mkdtemp(prefix='livt_soak_')
