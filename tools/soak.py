@@ -124,11 +124,18 @@ class BucketDir:
 
 
 def _kill(attempt, rng, kind, target, watch, deadline):
-  """Waits for the kill point of `kind`; returns (signal, what) or None if the run ended."""
+  """Waits for the kill point of `kind`; returns (signal, what) or None if the run ended.
+
+  'step': once the run has printed step `target` (or a later one); 'save': during the first
+  save that starts once the run is within a save interval of `target`; 'time': a random time
+  after the start.
+  """
   sig = signal.SIGTERM if rng.random() < 0.5 else signal.SIGKILL
   delay = float(rng.uniform(0, 30)) if kind == 'time' else 0.0
-  before = watch.in_flight() if kind == 'save' else set()
+  before = None
   while attempt.running():
+    if kind == 'save' and before is None and (attempt.step or 0) >= target - CHECKPOINT_EVERY:
+      before = watch.in_flight()  # saves already under way before this point do not count
     if time.time() > deadline:
       raise Fail(f'no {kind} kill point within the time limit:\n{attempt.output()[-3000:]}')
     what = None
@@ -136,7 +143,7 @@ def _kill(attempt, rng, kind, target, watch, deadline):
       what = f'at step {attempt.step}'
     elif kind == 'time' and time.time() - attempt.started >= delay:
       what = f'{delay:.1f} s after the start (step {attempt.step})'
-    elif kind == 'save':
+    elif kind == 'save' and before is not None:
       new = watch.in_flight() - before
       if new:
         what = f'during the save {sorted(new)[0]} (step {attempt.step})'
@@ -159,6 +166,9 @@ def _soak(args, env, workdirs, watch) -> dict:
     raise Fail(f'the uninterrupted run failed:\n{straight.output()[-4000:]}')
   _say(f'uninterrupted run done in {time.time() - started:.0f} s')
 
+  # The steps at or after which the kills fall, spread over both stages (MGP's steps, then
+  # BFT's); a kill at a random time ignores its target.
+  targets = np.sort(rng.choice(np.arange(1, total), size=args.kills, replace=args.kills >= total))
   kills = []
   while True:
     attempt = Attempt(workdirs['killed'], max_steps, env)
@@ -168,11 +178,7 @@ def _soak(args, env, workdirs, watch) -> dict:
         raise Fail(f'the last resume exited with {code}:\n{attempt.output()[-4000:]}')
       break
     kind = KINDS[rng.choice(len(KINDS), p=(0.45, 0.4, 0.15))]
-    # Step kills spread over what is left, so N kills fit into one run.
-    done = max(k['step'] or 0 for k in kills) if kills else 0
-    room = max(1, (total - done) // (args.kills - len(kills) + 1))
-    target = done + int(rng.integers(1, room + 1))
-    hit = _kill(attempt, rng, kind, target, watch, time.time() + 600)
+    hit = _kill(attempt, rng, kind, targets[len(kills)], watch, time.time() + 600)
     code = attempt.finish()
     resumed = re.findall(r'(mgp|bft): resuming from step (\d+)', attempt.output())
     if hit is None:  # the run ended before the kill point
@@ -186,8 +192,10 @@ def _soak(args, env, workdirs, watch) -> dict:
     if code not in expected:
       raise Fail(f'{sig.name} {what}: exit {code}, expected one of {expected}:\n'
                  f'{attempt.output()[-4000:]}')
+    stage = ('before its first step' if attempt.step is None else
+             'in MGP' if attempt.step <= max_steps else 'in BFT')
     kills.append({'signal': sig.name, 'kind': kind, 'what': what, 'exit': code,
-                  'step': attempt.step})
+                  'step': attempt.step, 'stage': stage})
     _say(f'kill {len(kills)}/{args.kills}: {sig.name} {what}; exit {code}'
          + (f'; this run resumed from {resumed[-1][0]} step {resumed[-1][1]}' if resumed else '')
          + f' ({time.time() - started:.0f} s)')
@@ -323,7 +331,9 @@ def main(argv=None) -> int:
   count = lambda **kv: sum(all(k[a] == b for a, b in kv.items()) for k in kills)
   _say(f'PASSED: {len(kills)} kills ({count(signal="SIGTERM")} SIGTERM, '
        f'{count(signal="SIGKILL")} kill -9; {count(kind="step")} at a step, '
-       f'{count(kind="save")} during a save, {count(kind="time")} at a random time), '
+       f'{count(kind="save")} during a save, {count(kind="time")} at a random time; '
+       f'{count(stage="in MGP")} in MGP, {count(stage="in BFT")} in BFT, '
+       f'{count(stage="before its first step")} before a run\'s first step), '
        f'{"gs:// (emulator)" if args.gcs else "local"} workdir, {len(kills) + 2} processes, '
        f'{result["seconds"]:.0f} s; final state bit-identical, every kept checkpoint restored')
   return 0
