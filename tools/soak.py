@@ -294,6 +294,7 @@ def main(argv=None) -> int:
     print('soak: error: --kills and --max_steps must be >= 0', file=sys.stderr)
     return 2
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ INFO lines (as main.py)
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # and its oneDNN notice
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={DEVICES}',
              JAX_PLATFORMS='cpu')
   local = tempfile.mkdtemp(prefix='livt_soak_')
