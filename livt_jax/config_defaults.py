@@ -25,7 +25,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.subset_seed = 0          # which images of a class are kept by LT subsampling
   # CIFAR/Fashion-LT: validation images per class held out of the training images the LT rule
   # left unused (a balanced 'val' split; a class with fewer left over keeps n - val_per_class).
-  # 0: none.
+  # An image folder without val/: held out of train/ (not trained on). 0: none.
   c.dataset.val_per_class = 0
   # More validation images where a class has them (up to this many per class, from its unused
   # images; the training subset does not change): a less noisy val estimate for choosing
@@ -201,7 +201,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # gs:// workdir / data: the first touch is a bounded probe (livt_jax/storage_probe.py); an
   # unreachable or forbidden bucket is one line after at most probe_timeout_s.
   c.storage = ml_collections.ConfigDict()
-  c.storage.probe_timeout_s = 30.0
+  c.storage.probe_timeout_s = 30.0  # seconds the whole probe may take (all attempts)
   c.storage.probe_retries = 3  # connection attempts to the storage endpoint
   return c
 

@@ -26,7 +26,6 @@ from livt_jax import evaluate
 from livt_jax import metrics as metrics_lib
 from livt_jax import paths
 from livt_jax import train_state
-from livt_jax.data import registry
 from livt_jax.data import sources
 
 TYPES = ('classification',)
@@ -50,23 +49,21 @@ class ClassificationEvaluator:
     return step == last_step or step % every == 0
 
 
-def _val_per_class(config) -> int:
-  return int(config.dataset.get('val_per_class', 0) or 0)
-
-
 def build(config, model, params_sharding, info, mesh, class_counts, say) -> list:
   """The evaluators of `config.evals` whose split exists for this dataset.
 
-  An evaluator of a split the dataset lacks (a 'val' evaluator on iNat18, or on CIFAR/Fashion-
-  MNIST-LT without dataset.val_per_class) is left out with one console line.
+  An evaluator of a split the dataset lacks (a 'val' evaluator on iNat18, on CIFAR/Fashion-
+  MNIST-LT without dataset.val_per_class, or on an image folder with neither a val/ folder nor
+  dataset.val_per_class) is left out with one console line.
   """
   out = []
   predict = evaluate.config_predict_fn(config, model, mesh, params_sharding, info)
   for name, ev in sorted(config.get('evals', {}).items()):
     split = ev.split
-    if (split == 'val' and info.name != 'image_folder'
-        and not registry.has_val_split(info, _val_per_class(config))):
-      hint = (' (hold one out with --config.dataset.val_per_class=20)' if info.lt_n_max else '')
+    if split == 'val' and not sources.has_val_split(config.dataset):
+      hint = (' (hold one out with --config.dataset.val_per_class=20)' if info.lt_n_max else
+              ' (add a val/ folder next to train/, or hold one out of train/ with '
+              '--config.dataset.val_per_class=N)' if info.name == 'image_folder' else '')
       say(f'evaluator {name}: {info.name} has no {split} split{hint}; left out, the final '
           'model is reported')
       continue

@@ -68,10 +68,15 @@ def describe(config, num_devices: int) -> str:
   num_train = registry.lt_train_size(info, config.dataset.imbalance,
                                      config.dataset.get('val_per_class', 0))
   num_classes = info.num_classes
+  val_note = ''
   if num_train is None:  # a user's image folder: its size is known only by reading it
     from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
+    from livt_jax.data import image_folder  # pylint: disable=g-import-not-at-top
     source = sources.load_source(config.dataset, 'train')
     num_train, num_classes = len(source), source.num_classes
+    validate.check_image_folder(config)  # the splits read later, as a real run checks them
+    val_note = '; ' + image_folder.val_note(config.dataset.data_dir,
+                                            int(config.dataset.get('val_per_class', 0) or 0))
   variant = vit.config_size(config.model)
   overrides = ''.join(f', model.{k}={v}' for k, v in vit.size_overrides(config.model).items())
   data_axis, fsdp_axis = validate.mesh_shape(config, num_devices)
@@ -83,7 +88,7 @@ def describe(config, num_devices: int) -> str:
       f'dataset: {info.name}, {num_classes} classes, {num_train} training images'
       + (f' (imbalance {config.dataset.imbalance:g})' if info.lt_n_max else '')
       + f', {info.test_size} test images; data '
-      f'{data_location_note(config)}',
+      f'{data_location_note(config)}{val_note}',
       f'shot groups: many > {config.dataset.many_threshold}, medium '
       f'{config.dataset.few_threshold}..{config.dataset.many_threshold}, few < '
       f'{config.dataset.few_threshold} training images',

@@ -202,7 +202,33 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('dataset.data_dir', config.dataset.data_dir,
           'no such directory; point it at the TFDS data dir (or image folder) of '
           f'{info.name}, or leave it unset for the default location')
+  if check_data and info.name == 'image_folder':  # the dry run: plan.describe calls it
+    check_image_folder(config)
   return stages
+
+
+def check_image_folder(config):
+  """The splits of an image folder that the run reads after training has begun: test/ (MGP's
+  reconstructions figure, evaluate) and the val/ folder (BFT's val evaluator). The train
+  split, and images held out of it for val, are read before MGP trains."""
+  from livt_jax.data import image_folder  # pylint: disable=g-import-not-at-top
+  from livt_jax.data import sources  # pylint: disable=g-import-not-at-top
+  stages = parse_stages(config)
+  dataset = config.dataset
+  if dataset.get('val_max_per_class'):
+    _fail('dataset.val_max_per_class', dataset.val_max_per_class,
+          'an image folder holds out exactly dataset.val_per_class images per class; set it to 0')
+  later = []
+  if 'mgp' in stages or 'evaluate' in stages:
+    later.append('test')
+  evals = config.get('evals', {}).values()
+  if 'bft' in stages and 'test' not in later and any(ev.get('split') == 'test' for ev in evals):
+    later.append('test')
+  if ('bft' in stages and any(ev.get('split') == 'val' for ev in evals)
+      and image_folder.has_val_folder(dataset.data_dir)):
+    later.append('val')
+  for split in later:  # lists the files; raises the loader's one-line error
+    sources.load_source(dataset, split)
 
 
 def _is_dir(field, path) -> bool:

@@ -71,6 +71,8 @@ def runs(tmp_path_factory):
                             '--config.model.variant=S'],
       'image_folder': ['--config=configs/cifar10_lt.py', '--dry_run',
                        '--config.dataset.name=image_folder', f'--config.dataset.data_dir={folder}',
+                       # cifar10_lt's 20 per class would be held out of train/ (4-7 images)
+                       '--config.dataset.val_per_class=0',
                        '--config.model.variant=nano', '--config.mgp.batch_size=8',
                        '--config.bft.batch_size=8'],
       'bad loss': ['--config=configs/cifar10_lt.py', '--dry_run', '--config.bft.loss=nope'],

@@ -86,7 +86,8 @@ def test_image_folder_in_a_bucket(mock_bucket):  # pylint: disable=redefined-out
   assert image.shape == (16, 20, 3) and image.dtype == np.uint8
   assert len(sources.load_source(cfg, 'test')) == 1
   config = tiny_config(**{'dataset.name': 'image_folder', 'dataset.data_dir': cfg.data_dir,
-                          'mgp.batch_size': 8, 'bft.batch_size': 8})
+                          'mgp.batch_size': 8, 'bft.batch_size': 8,
+                          'dataset.val_per_class': 0})  # the config's 100 would be held out
   assert validate.validate(config, 8, check_data=True)
   assert '2 classes, 9 training images' in plan.describe(config, 8)  # the dry run reads it
   mock_bucket.assert_cwd_untouched()

@@ -2,9 +2,15 @@
 
 Class ids are the sorted class folder names of `train`. Images are decoded with PIL when
 read; a file that does not decode raises an error naming it (see `source_base.FileSource`).
+
+The 'val' split is the folder `val/` (or `validation/`) where there is one (`dataset.
+val_per_class` is then unused: the dry run says which applies). Without it,
+`dataset.val_per_class` > 0 holds that many images of every class out of `train/` (a seeded
+draw, `holdout_split`): they form 'val' and are not trained on. With neither there is no 'val'
+split (`has_val`), and the BFT val evaluator is left out with one line, as for iNat18.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -33,8 +39,63 @@ def _image_names(class_dir: str) -> list[str]:
                 if p.name.lower().endswith(EXTENSIONS))
 
 
-def load(data_dir: Optional[str], split: str) -> source_base.FileSource:
-  """The split's images; FileNotFoundError / ValueError naming the path when absent."""
+def has_val_folder(data_dir: Optional[str]) -> bool:
+  return bool(data_dir) and paths_lib.is_dir(data_dir) and _split_dir(data_dir, 'val') is not None
+
+
+def has_val(data_dir: Optional[str], val_per_class: int) -> bool:
+  """Whether split 'val' exists: a val/ folder, or images held out of train/."""
+  return val_per_class > 0 or has_val_folder(data_dir)
+
+
+def val_note(data_dir: Optional[str], val_per_class: int) -> str:
+  """Where 'val' comes from, for the dry run's report."""
+  if has_val_folder(data_dir):
+    return f'val from {_split_dir(data_dir, "val")}'
+  if val_per_class > 0:
+    return f'val: {val_per_class} images per class held out of train/ (dataset.val_per_class)'
+  return ('no val split (the val evaluator is left out; add a val/ folder or hold one out '
+          'with --config.dataset.val_per_class=N)')
+
+
+def holdout_split(labels: np.ndarray, class_names: Sequence[str], val_per_class: int, seed: int,
+                  where: str) -> tuple[np.ndarray, np.ndarray]:
+  """(train, val): sorted indices into `labels`; val holds `val_per_class` of every class.
+
+  Each class draws from a generator of its own (seeded by `seed` and the class id), so the
+  images held out of one class do not depend on the other classes.
+
+  Raises:
+    ValueError: a class with `val_per_class` images or fewer (it would keep none for training).
+  """
+  labels = np.asarray(labels)
+  counts = np.bincount(labels, minlength=len(class_names))
+  # An empty class keeps nothing to hold out: the train source's check names it.
+  short = np.flatnonzero((counts > 0) & (counts <= val_per_class))
+  if len(short):
+    names = ', '.join(f'{class_names[c]!r} ({int(counts[c])})' for c in short[:5])
+    more = f' and {len(short) - 5} more' if len(short) > 5 else ''
+    raise ValueError(
+        f'image_folder: dataset.val_per_class={val_per_class} holds out {val_per_class} images '
+        f'of every class of {where}, and {len(short)} classes have no more than that: '
+        f'{names}{more}; lower it below {int(counts[short].min())}, add a val/ folder next to '
+        'train/, or set --config.dataset.val_per_class=0 to train without a val split')
+  children = np.random.SeedSequence([seed, 1]).spawn(len(class_names))
+  val = np.concatenate([
+      np.random.default_rng(children[c]).choice(np.flatnonzero(labels == c),
+                                                min(val_per_class, int(counts[c])), replace=False)
+      for c in range(len(class_names))]).astype(np.int64)
+  train = np.setdiff1d(np.arange(len(labels)), val)
+  return train, np.sort(val)
+
+
+def load(data_dir: Optional[str], split: str, val_per_class: int = 0,
+         seed: int = 0) -> source_base.FileSource:
+  """The split's images; FileNotFoundError / ValueError naming the path when absent.
+
+  Without a val/ folder, `val_per_class` > 0 images of each class of train/ are held out
+  (drawn with `seed`) as split 'val', and split 'train' is the rest.
+  """
   if not data_dir or not paths_lib.is_dir(data_dir):
     raise FileNotFoundError(
         f'image_folder: dataset.data_dir={data_dir!r} is not a directory; point it at a '
@@ -47,10 +108,14 @@ def load(data_dir: Optional[str], split: str) -> source_base.FileSource:
   if not class_names:
     raise FileNotFoundError(f'image_folder: {train_dir} has no class sub-folders; put the '
                             'images of each class into train/<class>/')
-  directory = _split_dir(data_dir, split)
+  val_dir = _split_dir(data_dir, 'val')
+  holdout = val_per_class > 0 and val_dir is None and split in ('train', 'val')
+  directory = train_dir if holdout else _split_dir(data_dir, split)
   if directory is None:
     names = ' or '.join(paths_lib.join(data_dir, d) for d in _SPLIT_DIRS[split])
-    raise FileNotFoundError(f'image_folder: split {split!r} needs the folder {names}')
+    hint = ('; or hold a val split out of train/ with --config.dataset.val_per_class=N'
+            if split == 'val' else '')
+    raise FileNotFoundError(f'image_folder: split {split!r} needs the folder {names}{hint}')
   split_classes = class_names if directory == train_dir else _class_dirs(directory)
   unknown = sorted(set(split_classes) - set(class_names))
   if unknown:
@@ -70,12 +135,21 @@ def load(data_dir: Optional[str], split: str) -> source_base.FileSource:
   if not paths:
     raise FileNotFoundError(f'image_folder: no images ({", ".join(EXTENSIONS)}) under '
                             f'{directory}/<class>/')
+  labels = np.asarray(labels, np.int64)
+  origin = directory
+  if holdout:
+    train, val = holdout_split(labels, class_names, val_per_class, seed, directory)
+    keep = train if split == 'train' else val
+    paths, labels = [paths[i] for i in keep], labels[keep]
+    if split == 'val':
+      origin = f'{directory}, {val_per_class} per class held out'
   num_train = (len(paths) if split == 'train' else None)
   info = dataclasses.replace(
       registry.get_info('image_folder'), num_classes=len(class_names), train_size=num_train,
-      has_val=_split_dir(data_dir, 'val') is not None)
+      has_val=val_dir is not None or val_per_class > 0)
   if split == 'test':
     info = dataclasses.replace(info, test_size=len(paths))
-  return source_base.FileSource(paths, info=info, split=split,
-                                labels=np.asarray(labels), class_names=class_names,
-                                origin=directory)
+  if split == 'val':
+    info = dataclasses.replace(info, val_size=len(paths))
+  return source_base.FileSource(paths, info=info, split=split, labels=labels,
+                                class_names=class_names, origin=origin)

@@ -55,7 +55,8 @@ def load_source(dataset_config, split: str) -> source_base.Source:
       'imagenet_lt': _imagenet_lt,
       'inat18': _inat18,
       'places_lt': _places_lt,
-      'image_folder': lambda cfg, split, info: image_folder.load(cfg.data_dir, split),
+      'image_folder': lambda cfg, split, info: image_folder.load(
+          cfg.data_dir, split, _val_per_class(cfg), int(getattr(cfg, 'subset_seed', 0) or 0)),
   }[info.name]
   source = loader(dataset_config, split, info)
   expected = getattr(dataset_config, 'num_classes', None)
@@ -82,6 +83,15 @@ def _empty_class_advice(cfg, info, source) -> str:
     return (f'add lines for these class ids to {source.origin}, or point dataset.split_dir at '
             'the complete OLTR lists')
   return f'the data in {source.origin} looks incomplete: rebuild or re-download it'
+
+
+def has_val_split(dataset_config) -> bool:
+  """Whether split 'val' exists (`registry.has_val_split`; for an image folder: a val/ folder
+  or `dataset.val_per_class` > 0, `image_folder.has_val`, which looks at the folder)."""
+  if dataset_config.name == 'image_folder':
+    return image_folder.has_val(dataset_config.data_dir, _val_per_class(dataset_config))
+  return registry.has_val_split(registry.get_info(dataset_config.name),
+                                _val_per_class(dataset_config))
 
 
 def _val_per_class(cfg) -> int:
