@@ -180,15 +180,20 @@ def test_a_stage_that_does_not_fit_gets_an_override_that_the_tool_reports_fittin
   assert record['made']['versions']['libtpu'] == '0.0.42.1'
 
 
-def test_without_libtpu_one_line_says_how_to_install_it_and_exit_2(tmp_path):
-  env = dict(os.environ, LIVT_LIBTPU_DIR=str(tmp_path))  # an empty dir; the venv has none
+@pytest.mark.parametrize('variable, target, install', [
+    ('LIVT_LIBTPU_DIR', 'v5e:2x2', 'pip install --target .libtpu -r requirements-tpu-aot.txt'),
+    ('LIVT_CUDA_AOT_DIR', 'h100:8', 'pip install --target .cuda-aot -r requirements-gpu-aot.txt'),
+])
+def test_without_the_compiler_one_line_says_how_to_install_it_and_exit_2(
+    tmp_path, variable, target, install):
+  env = dict(os.environ, **{variable: str(tmp_path)})  # an empty dir; the venv has neither
   proc = subprocess.run(
       [sys.executable, '-m', 'livt_jax.main', '--config=configs/fashion_mnist_lt.py',
-       '--aot=v5e:2x2'], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+       f'--aot={target}'], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
   assert proc.returncode == 2, proc.stdout + proc.stderr
   lines = (proc.stdout + proc.stderr).strip().splitlines()
   assert len(lines) == 1, lines
-  assert 'pip install --target .libtpu -r requirements-tpu-aot.txt' in lines[0], lines[0]
+  assert install in lines[0], lines[0]
 
 
 def test_topology_names():
