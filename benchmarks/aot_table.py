@@ -56,7 +56,8 @@ def _hours(h: float) -> str:
 
 
 def rows(record: dict) -> list[str]:
-  config = os.path.splitext(os.path.basename(record['config'] or '?'))[0]
+  path, _, arg = (record['config'] or '?').partition(':')  # configs/X.py[:key=value]
+  config = os.path.splitext(os.path.basename(path))[0] + (f':{arg}' if arg else '')
   extra = ' '.join(record['overrides'])
   if extra:
     config += f' `{extra}`'

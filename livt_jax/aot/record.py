@@ -63,7 +63,9 @@ def plan_record(out: dict, argv: list[str], compiler_dir: str) -> dict:
   topo, chip = out['topology'], out['topology'].chip
   config_path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
   commit = _git('rev-parse', 'HEAD')
-  dirty = _git('status', '--porcelain', '--untracked-files=no')
+  # Plans written into this checkout's results folder are data, not a change of the code.
+  dirty = _git('status', '--porcelain', '--untracked-files=no', '--', '.',
+               ':(exclude)benchmarks/results')
   return {
       'schema': SCHEMA,
       'topology': {'name': topo.name, 'platform': topo.platform, 'devices': topo.num_chips,
