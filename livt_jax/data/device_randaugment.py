@@ -161,7 +161,7 @@ def _affine(x, matrix, fill):
   du, dv = (a - 1) * xc + b_ * yc + c_, d * xc + (e - 1) * yc + f  # [B, H, W]
   inside = (xc + du >= 0) & (xc + du < w) & (yc + dv >= 0) & (yc + dv < h)
   fu, fv = jnp.floor(du), jnp.floor(dv)
-  dx, dy = ((t - jnp.floor(t)).reshape(b, 1, h * w) for t in (du, dv))
+  dx, dy = (frac.reshape(b, 1, h * w) for frac in (du - fu, dv - fv))
   x0 = jnp.arange(w)[None, :] + fu.astype(jnp.int32)  # floor(sample x - 0.5)
   y0 = jnp.arange(h)[:, None] + fv.astype(jnp.int32)
   planes = x.astype(jnp.float32).reshape(b, c, h * w)
