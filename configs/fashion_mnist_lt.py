@@ -1,7 +1,7 @@
 """LiVT on Fashion-MNIST-LT: the embedded default, sized for a 2-core CPU (fresh-clone runs on
 this project's 2-core hosts, which differ by the day: 5:29 and 5:32 in a fast hour, 7:53 to 8:47
 on slower ones before the test-time mirror view, which adds seconds; test top-1 84.3 for seed 0;
-README gives the runs).
+docs/embedded_default.md gives the runs).
 
 Run:
   python -m livt_jax.main --config=configs/fashion_mnist_lt.py --workdir=runs/fmnist
@@ -15,25 +15,25 @@ A tiny ViT (width 128, depth 6, 4 heads, patch 7: 16 tokens) with a 2-block deco
 recipe (MGP 16 epochs -> Bal-BCE fine-tuning 16 epochs with layer decay), shortened to minutes,
 data parallel over two JAX CPU devices (`cpu_devices`).
 
-Everything below that differs from the paper was chosen on the validation split (val top-1 of
-the final model; 1000 images, so ~1.3 points of noise per run), never on the test set; the runs
-and their figures are in README ("How the embedded default's recipe was chosen"):
+Everything below that differs from the paper was chosen on the validation split (val top-1 of the
+final model; 1000 images, so ~1.3 points of noise per run), never on the test set; the runs and
+their figures are in docs/embedded_default.md ("How the embedded default's recipe was chosen"):
 head_bias_init='prior', tau 1.5, layer decay 0.9, drop path 0, crop scale 1.0 (flips only), no
 RandAugment/mixup/erasing/label smoothing (single-seed runs), an EMA of the weights, decay 0.998
-(two seeds: val 84.3 / 82.8 against 83.3 / 82.4 without). Precision 'bf16_matmul' (the linear
-layers multiply bfloat16 operands, float32 elsewhere) was taken for time where val top-1 did
-not tell the options apart (mean val over seeds 0 / 1: 83.6 against 84.3 in float32). The epochs
-(MGP / BFT 16 / 16) by a rule set before the runs: the shortest of 20 / 20, 16 / 20, 16 / 16
-whose mean val is within 0.5 points of the best. On a larger val estimate (class-balanced top-1
-on 9,100 unused training images: README) over seeds 0-3 the means were 84.90 (16 / 16), 84.79
-(16 / 20) and 85.14 (20 / 20): the three are within the noise of the val this dataset allows,
-and the shortest is the default. MGP batch 256 was faster but not better on val (84.0 vs 84.3);
-MGP crop scale 0.5 instead of 0.8 neither (larger val, seeds 0-3: 84.63 vs 84.49, under the 0.5
-points set beforehand), nor BFT layer decay 1.0, MGP 24 epochs at batch 256, depth 8 with BFT 12
-epochs, or patch 4 in fewer epochs (README). Label smoothing 0.1 inverts the raw logits' order
-with this bias on 10 classes (val 74.0; the console says so when it is set). The evaluation
-averages the raw logits of each image and its mirror (`evaluate.views='flip'`; larger val,
-seeds 0-3: 85.32 against 84.49 for one view).
+(two seeds: val 84.3 / 82.8 against 83.3 / 82.4 without). Precision 'bf16_matmul' (the linear layers
+multiply bfloat16 operands, float32 elsewhere) was taken for time where val top-1 did not tell the
+options apart (mean val over seeds 0 / 1: 83.6 against 84.3 in float32). The epochs (MGP / BFT 16 /
+16) by a rule set before the runs: the shortest of 20 / 20, 16 / 20, 16 / 16 whose mean val is
+within 0.5 points of the best. On a larger val estimate (class-balanced top-1 on 9,100 unused
+training images: docs/embedded_default.md) over seeds 0-3 the means were 84.90 (16 / 16), 84.79 (16
+/ 20) and 85.14 (20 / 20): the three are within the noise of the val this dataset allows, and the
+shortest is the default. MGP batch 256 was faster but not better on val (84.0 vs 84.3); MGP crop
+scale 0.5 instead of 0.8 neither (larger val, seeds 0-3: 84.63 vs 84.49, under the 0.5 points set
+beforehand), nor BFT layer decay 1.0, MGP 24 epochs at batch 256, depth 8 with BFT 12 epochs, or
+patch 4 in fewer epochs (docs/embedded_default.md). Label smoothing 0.1 inverts the raw logits'
+order with this bias on 10 classes (val 74.0; the console says so when it is set). The evaluation
+averages the raw logits of each image and its mirror (`evaluate.views='flip'`; larger val, seeds
+0-3: 85.32 against 84.49 for one view).
 """
 from livt_jax import config_args
 from livt_jax import config_defaults
@@ -57,8 +57,8 @@ def get_config(arg=None):
   c.cpu_devices = 2
   # float32 compute with the transformer's linear layers on bfloat16 operands (float32
   # accumulation): on a CPU with AVX512-BF16 the 20 / 20-epoch run took 8:53 instead of 9:47,
-  # val top-1 within the noise (README). A CPU without native bf16 gets a console line saying to
-  # use --config.precision=float32.
+  # val top-1 within the noise (docs/embedded_default.md). A CPU without native bf16 gets a
+  # console line saying to use --config.precision=float32.
   c.precision = 'bf16_matmul'
 
   c.model.variant = 'mu'
@@ -105,7 +105,7 @@ def get_config(arg=None):
   # Test-time views: the raw logits of each image and its mirror averaged (BFT trains on
   # flips), for the val evaluator and the test. Chosen on the larger val by a rule written
   # before the runs (seeds 0-3: 85.32 against 84.49 with one view, above on all four; ten
-  # mirrored / shifted views 85.04): README, "Test-time views".
+  # mirrored / shifted views 85.04): docs/embedded_default.md, "Test-time views".
   c.evaluate.views = 'flip'
   c.log_every_steps = 50
   # Stages of ~3.5-5 minutes: a save every ~1.5-2.5 minutes (each costs ~1 s of a 2-core CPU).

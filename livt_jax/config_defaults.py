@@ -36,7 +36,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dataset.prefetch_buffer = 2
   c.dataset.device_prefetch = 2  # global batches put on the devices ahead of the step (0: none)
   # Worker processes for decoding + augmentation (0: threads of the training process only).
-  # Each costs a few seconds to start; on a large host use several per chip (README).
+  # Each costs a few seconds to start; on a large host use several per chip
+  # (docs/architecture.md).
   c.dataset.workers = 0
   # Many/Medium/Few groups by training count: many > many_threshold, few < few_threshold.
   c.dataset.many_threshold = 100
@@ -173,7 +174,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # 'auto' (bfloat16 on GPU/TPU, float32 on CPU), 'float32', 'bfloat16' (bf16 compute with
   # float32 parameters and optimizer state), or 'bf16_matmul' (float32 compute; the transformer's
   # linear layers take bf16 operands with float32 accumulation, as TPUs do for float32 matmuls:
-  # on a CPU with AVX512-BF16 the step runs ~1.4-1.7x faster than float32, see README).
+  # on a CPU with AVX512-BF16 the step runs ~1.6-1.8x faster than float32: docs/benchmarks.md).
   c.precision = 'auto'
   c.remat = False
   # CPU-only hosts: split the CPU into this many JAX devices, so the step runs data parallel
