@@ -174,7 +174,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # 'auto' (bfloat16 on GPU/TPU, float32 on CPU), 'float32', 'bfloat16' (bf16 compute with
   # float32 parameters and optimizer state), or 'bf16_matmul' (float32 compute; the transformer's
   # linear layers take bf16 operands with float32 accumulation, as TPUs do for float32 matmuls:
-  # on a CPU with AVX512-BF16 the step runs ~1.6-1.8x faster than float32: docs/benchmarks.md).
+  # a 2-vCPU AVX512-BF16 host ran the ViT-Ti step 1.6-1.8x faster than float32 in two consecutive
+  # runs, benchmarks/results/step/).
   c.precision = 'auto'
   c.remat = False
   # CPU-only hosts: split the CPU into this many JAX devices, so the step runs data parallel
