@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared accelerator check (livt_jax/accelerator_check.py), for the day a GPU or TPU host
+# The prepared accelerator check (benchmarks/accelerator_check.py), for the day a GPU or TPU host
 # is available: ViT-B/16 MGP and BFT step benchmarks (bf16: images/s, MFU, peak memory), a
 # 200-step BFT run of livt_jax.main with configs/imagenet_lt.py's shapes on generated images,
 # and the deviceless AOT plan's prediction for the same devices; one JSON. Under 8 minutes.
@@ -12,4 +12,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/accelerator_check_$(date +%Y%m%d_%H%M%S).json}
 shift || true
-exec timeout 480 .venv/bin/python -m livt_jax.accelerator_check --out="$OUT" "$@"
+exec timeout 480 .venv/bin/python -m benchmarks.accelerator_check --out="$OUT" "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs LiVT on every worker of a Cloud TPU VM pod slice: the same command on all hosts.
-# jax.distributed.initialize() discovers the pod by itself (livt_jax/distributed.py).
+# jax.distributed.initialize() discovers the pod by itself (livt_jax/runtime/distributed.py).
 #
 #   launch/tpu_pod.sh TPU_NAME ZONE configs/inat18.py gs://bucket/runs/inat18 [--config.x=y ...]
 #

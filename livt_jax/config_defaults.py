@@ -153,12 +153,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.batch_size = 1024
   c.evaluate.num_bins = 15
-  # Test-time views whose raw logits are averaged (livt_jax/eval_views.py), for val evaluators
+  # Test-time views whose raw logits are averaged (livt_jax/evals/views.py), for val evaluators
   # and the test alike: 'one' (the paper's), 'flip', 'flip_shift'.
   c.evaluate.views = 'one'
   c.evaluate.checkpoint = ml_collections.config_dict.placeholder(str)  # for stages=evaluate alone
 
-  # Evaluators run during BFT (livt_jax/evaluators.py): top-1, Many/Medium/Few, ECE/MCE on
+  # Evaluators run during BFT (livt_jax/evals/evaluators.py): top-1, Many/Medium/Few, ECE/MCE on
   # `split` every `every_epochs` epochs and at the end, to TensorBoard and the console.
   # select_best keeps the best-on-val parameters (WORKDIR/bft/best) and the report gives their
   # test metrics next to the final model's. Datasets without a val split skip it (one line).
@@ -198,9 +198,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.max_steps = ml_collections.config_dict.placeholder(int)  # stop each stage here (smoke runs); the schedule still spans the epochs
   c.profile = False
   # Peak FLOP/s per device in TFLOP/s for the MFU logged to TensorBoard; unset: looked up from
-  # the device kind (livt_jax/chips.py; TPU v4/v5e/v5p/v6e, A100/H100/H200), no MFU on CPU.
+  # the device kind (livt_jax/runtime/chips.py; TPU v4/v5e/v5p/v6e, A100/H100/H200), no MFU on CPU.
   c.peak_tflops = ml_collections.config_dict.placeholder(float)
-  # gs:// workdir / data: the first touch is a bounded probe (livt_jax/storage_probe.py); an
+  # gs:// workdir / data: the first touch is a bounded probe (livt_jax/runtime/storage_probe.py); an
   # unreachable or forbidden bucket is one line after at most probe_timeout_s.
   c.storage = ml_collections.ConfigDict()
   c.storage.probe_timeout_s = 30.0  # seconds the whole probe may take (all attempts)

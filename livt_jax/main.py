@@ -24,9 +24,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from livt_jax import config_args
-from livt_jax import distributed
-from livt_jax import host_malloc
-from livt_jax import supervise
+from livt_jax.runtime import distributed
+from livt_jax.runtime import host_malloc
+from livt_jax.runtime import supervise
 
 flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and the report go.')
 flags.DEFINE_bool('dry_run', False, 'Validate and resolve the config, print it, and exit.')
@@ -68,7 +68,7 @@ def _route_logs(held, workdir: str | None, process_index: int):
   if workdir is None:
     held.close()
     return None
-  from livt_jax import paths  # pylint: disable=g-import-not-at-top
+  from livt_jax.runtime import paths  # pylint: disable=g-import-not-at-top
   if workdir and not paths.is_uri(workdir):
     log_dir = os.path.join(os.path.abspath(workdir), 'logs')
   else:  # a gs:// workdir: Python's file logging needs a local file
@@ -89,8 +89,8 @@ def _clear_errors() -> tuple[type, ...]:
   """Errors whose message says what to do: one line, no traceback. Looked up lazily, so a
   config error does not wait for TensorFlow (clu) and orbax to import."""
   types = [ValueError, FileNotFoundError]
-  for module, name in (('livt_jax.checkpointing', 'CheckpointSaveError'),
-                       ('livt_jax.train', 'NonFiniteError')):
+  for module, name in (('livt_jax.engine.checkpointing', 'CheckpointSaveError'),
+                       ('livt_jax.engine.train', 'NonFiniteError')):
     if module in sys.modules:
       types.append(getattr(sys.modules[module], name))
   return tuple(types)
@@ -130,7 +130,7 @@ def _main(argv):
     print('livt_jax: error: --aot_json needs --aot=TOPOLOGY (e.g. --aot=h100:8)', file=sys.stderr)
     return 2
   held = _quiet_console()
-  from livt_jax import gpu_flags  # pylint: disable=g-import-not-at-top
+  from livt_jax.runtime import gpu_flags  # pylint: disable=g-import-not-at-top
   gpu_flags.add_for_gpu_run()  # before jax starts: XLA reads XLA_FLAGS once
   # Imports after flag parsing: jax must see the distributed/platform settings first.
   try:
@@ -141,7 +141,7 @@ def _main(argv):
   distributed.maybe_initialize()
   import jax  # pylint: disable=g-import-not-at-top
   from livt_jax import plan  # pylint: disable=g-import-not-at-top
-  from livt_jax import preemption  # pylint: disable=g-import-not-at-top
+  from livt_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
   log_file = _route_logs(held, None if FLAGS.dry_run else FLAGS.workdir, jax.process_index())
 
@@ -151,7 +151,7 @@ def _main(argv):
                  host_malloc.TUNABLES)
   try:
     # gs:// paths first, bounded: TensorFlow would retry an unreachable bucket for minutes.
-    from livt_jax import storage_probe  # pylint: disable=g-import-not-at-top
+    from livt_jax.runtime import storage_probe  # pylint: disable=g-import-not-at-top
     storage_probe.check_config(config, None if FLAGS.dry_run else FLAGS.workdir)
     validate.validate(config, jax.device_count(), check_data=not FLAGS.dry_run)
     if FLAGS.dry_run:
@@ -160,7 +160,7 @@ def _main(argv):
       return 0
     if not FLAGS.workdir:
       raise validate.ConfigError('--workdir is required to train (or pass --dry_run)')
-    from livt_jax import run  # pylint: disable=g-import-not-at-top
+    from livt_jax.engine import run  # pylint: disable=g-import-not-at-top
     if log_file and jax.process_index() == 0:
       print(f'livt_jax: library logs in {log_file} (--verbose shows them here)', flush=True)
     run.run(config, FLAGS.workdir)
@@ -173,8 +173,8 @@ def _main(argv):
       raise
     logging.debug('error', exc_info=True)
     print(f'livt_jax: error: {e}', file=sys.stderr, flush=True)
-    if 'livt_jax.storage_probe' in sys.modules:
-      sys.modules['livt_jax.storage_probe'].exit_now_if_abandoned(2)
+    if 'livt_jax.runtime.storage_probe' in sys.modules:
+      sys.modules['livt_jax.runtime.storage_probe'].exit_now_if_abandoned(2)
     return 2
   return 0
 
@@ -183,8 +183,8 @@ def _main_then_wait(argv):
   try:
     return _main(argv)
   finally:  # no import may still run at interpreter shutdown (run.wait_for_background_imports)
-    if 'livt_jax.run' in sys.modules:
-      sys.modules['livt_jax.run'].wait_for_background_imports()
+    if 'livt_jax.engine.run' in sys.modules:
+      sys.modules['livt_jax.engine.run'].wait_for_background_imports()
 
 
 def main():

@@ -6,7 +6,7 @@ never disagree.
 import dataclasses
 
 from livt_jax.data import fashion_mnist
-from livt_jax import paths
+from livt_jax.runtime import paths
 from livt_jax.data import registry
 from livt_jax.models import factory
 from livt_jax.models import vit

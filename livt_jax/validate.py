@@ -5,16 +5,17 @@ import ml_collections
 
 from livt_jax.data import longtail
 from livt_jax.data import pipeline
-from livt_jax import eval_views
-from livt_jax import losses
-from livt_jax import losses_table7
-from livt_jax import metrics
-from livt_jax import paths
+from livt_jax.evals import views
+from livt_jax.losses import balanced
+from livt_jax.losses import table7
+from livt_jax.evals import metrics
+from livt_jax.runtime import paths
 from livt_jax.data import registry
+from livt_jax.models import kernels
 from livt_jax.models import vit
 
 STAGES = ('mgp', 'bft', 'evaluate')
-LOSSES = losses.LOSSES
+LOSSES = balanced.LOSSES
 BIAS_FORMS = ('paper', 'official')
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'bf16_matmul')
 POSEMBS = ('fixed', 'learned')
@@ -150,9 +151,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _fail('bft.ema_decay', ema, 'use a value in [0, 1), e.g. 0.999; 0 keeps no weight average')
   if config.model.get('posemb', 'fixed') not in POSEMBS:
     _fail('model.posemb', config.model.posemb, f'use one of {", ".join(POSEMBS)}')
-  if config.model.get('attention', 'ours') not in vit.ATTENTION:
+  if config.model.get('attention', 'ours') not in kernels.ATTENTION:
     _fail('model.attention', config.model.attention,
-          f'use one of {", ".join(vit.ATTENTION)} (cudnn: NVIDIA GPUs only)')
+          f'use one of {", ".join(kernels.ATTENTION)} (cudnn: NVIDIA GPUs only)')
   if config.precision not in PRECISIONS:
     _fail('precision', config.precision, f'use one of {", ".join(PRECISIONS)}')
   if config.grad_accum_steps < 1:
@@ -168,8 +169,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, check_data: bo
     _check_schedule(config, stage)
   _check_positive('evaluate.batch_size', config.evaluate.batch_size,
                   'use a positive batch size, e.g. --config.evaluate.batch_size=1024')
-  if config.evaluate.get('views', 'one') not in eval_views.VIEWS:
-    _fail('evaluate.views', config.evaluate.views, f'use one of {", ".join(eval_views.VIEWS)}')
+  if config.evaluate.get('views', 'one') not in views.VIEWS:
+    _fail('evaluate.views', config.evaluate.views, f'use one of {", ".join(views.VIEWS)}')
   _check_evals(config)
   mesh_shape(config, num_devices)
   if 'mgp' in stages:
@@ -252,7 +253,7 @@ EVAL_SELECTABLE = tuple(metrics.SELECTABLE)
 
 
 def _check_evals(config):
-  """config.evals (livt_jax/evaluators.py) and dataset.val_per_class."""
+  """config.evals (livt_jax/evals/evaluators.py) and dataset.val_per_class."""
   vpc = config.dataset.get('val_per_class', 0)
   if not isinstance(vpc, int) or isinstance(vpc, bool) or vpc < 0:
     _fail('dataset.val_per_class', vpc, 'use a whole number of images per class >= 0, e.g. 20')
@@ -311,7 +312,7 @@ def _check_loss_options(config, info):
     if (not _is_number(value) or math.isnan(value) or value < lo or (value == lo and not lo_ok)
         or value > hi or (value == hi and not hi_ok)):
       _fail(f'bft.{field}', value, f'use {what}')
-  for field, choices in losses_table7.FORMS.items():
+  for field, choices in table7.FORMS.items():
     if bft.get(field, choices[0]) not in choices:
       _fail(f'bft.{field}', bft.get(field), f'use one of {", ".join(choices)}')
   head = bft.get('ldam_head', 'linear')
@@ -322,16 +323,16 @@ def _check_loss_options(config, info):
           f"bft.loss={bft.loss}'s: use --config.bft.ldam_head=linear")
   prior = bft.get('test_prior', 'uniform')
   if not (isinstance(prior, str) and prior.strip().lower() == 'uniform'):
-    if bft.loss not in losses.USES_TEST_PRIOR:
+    if bft.loss not in balanced.USES_TEST_PRIOR:
       _fail('bft.test_prior', prior,
             f'bft.loss={bft.loss} does not use a test prior; use one of '
-            f'{", ".join(losses.USES_TEST_PRIOR)} or --config.bft.test_prior=uniform')
+            f'{", ".join(balanced.USES_TEST_PRIOR)} or --config.bft.test_prior=uniform')
     if bft.bias_form == 'official' and bft.loss in ('bal_bce', 'bal_nt_bce'):
       _fail('bft.test_prior', prior, "the 'official' bias has no test prior (Thm. 3 needs "
             "--config.bft.bias_form=paper), or use --config.bft.test_prior=uniform")
     if not (isinstance(prior, str) and prior.strip().lower() == 'train'):
       try:
-        losses.test_prior_from_config(prior, [1] * (info.num_classes or _count(prior)))
+        balanced.test_prior_from_config(prior, [1] * (info.num_classes or _count(prior)))
       except ValueError as e:
         _fail('bft.test_prior', prior, str(e).split(': ', 1)[-1])
   gamma = config.dataset.get('test_imbalance')

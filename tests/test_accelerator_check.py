@@ -1,4 +1,4 @@
-"""The prepared accelerator check (launch/accelerator_check.sh, livt_jax/accelerator_check.py),
+"""The prepared accelerator check (launch/accelerator_check.sh, benchmarks/accelerator_check.py),
 run whole in its tiny mode on this CPU, with the plan for one H100 beside the measurement (the
 plan needs `.cuda-aot`, as tests/test_aot_gpu.py)."""
 import json
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from engine_helpers import ROOT
-from livt_jax import accelerator_check
+from benchmarks import accelerator_check
 
 
 def test_device_kinds_map_to_the_plan_of_the_same_devices():

@@ -21,8 +21,8 @@ import pytest
 from engine_helpers import ROOT
 from engine_helpers import tiny_config
 from livt_jax import aot
-from livt_jax import chips
-from livt_jax import run
+from livt_jax.runtime import chips
+from livt_jax.engine import run
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SMALL_HBM = 13.0e6  # bytes: the BFT step below needs ~12.8 MB per chip as configured
@@ -36,7 +36,8 @@ _AOT_SCENARIOS = r'''
 import contextlib, dataclasses, io, json, sys
 sys.path[:0] = [ROOT, TESTS]
 from engine_helpers import tiny_config
-from livt_jax import aot, chips
+from livt_jax import aot
+from livt_jax.runtime import chips
 from livt_jax.models import factory
 
 def result_dict(r):
@@ -253,7 +254,7 @@ def test_accounting_turns_a_step_rate_into_tflops_and_mfu():
 
 def test_flops_of_an_accumulating_step_count_every_micro_batch():
   """XLA counts a loop body once: the scan over micro-batches has to be scaled back."""
-  from livt_jax import sharding, steps, train  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import sharding, steps, train  # pylint: disable=g-import-not-at-top
   flops = {}
   for accum in (1, 2):
     config = tiny_config(**{'grad_accum_steps': accum, 'bft.batch_size': 64})

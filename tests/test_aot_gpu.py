@@ -16,8 +16,8 @@ import pytest
 from engine_helpers import ROOT
 from engine_helpers import tiny_config
 from livt_jax import aot
-from livt_jax import chips
-from livt_jax import gpu_flags
+from livt_jax.runtime import chips
+from livt_jax.runtime import gpu_flags
 from livt_jax.aot import topology
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from livt_jax.models import vit
+from livt_jax.models import kernels
 from test_vit import _images
 from test_vit import _nano
 from test_vit import _np_vit
@@ -31,8 +31,8 @@ def test_the_padding_cudnn_needs_changes_no_number():
   """An odd sequence is padded by one key no query sees: outputs and gradients unchanged."""
   rng = np.random.default_rng(0)
   q, k, v = (jnp.asarray(rng.normal(size=(2, 7, 3, 8)), jnp.float32) for _ in range(3))
-  plain = lambda *a: vit.library_attention(*a, 'xla', even=False)
-  padded = lambda *a: vit.library_attention(*a, 'xla', even=True)
+  plain = lambda *a: kernels.library_attention(*a, 'xla', even=False)
+  padded = lambda *a: kernels.library_attention(*a, 'xla', even=True)
   np.testing.assert_allclose(padded(q, k, v), plain(q, k, v), rtol=1e-5, atol=1e-6)
   assert padded(q, k, v).shape == (2, 7, 3, 8)
   w = jnp.asarray(rng.normal(size=(2, 7, 3, 8)), jnp.float32)

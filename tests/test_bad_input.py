@@ -18,9 +18,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from livt_jax import checkpointing
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.engine import checkpointing
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 from livt_jax import validate
 from livt_jax.data import fashion_mnist
 from livt_jax.data import oltr

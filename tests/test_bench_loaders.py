@@ -1,9 +1,9 @@
-"""The torch-free parts of the side-by-side loader benchmark (`livt_jax.bench.loaders`)."""
+"""The torch-free parts of the side-by-side loader benchmark (`benchmarks.loaders`)."""
 import os
 
 import numpy as np
 
-from livt_jax.bench import loaders
+from benchmarks import loaders
 
 
 def test_folder_of_copies_and_our_batches(tmp_path):

@@ -10,11 +10,11 @@ import shutil
 
 import pytest
 
-from livt_jax.bench import hostinfo
-from livt_jax.bench import loaders
-from livt_jax.bench import pairing
-from livt_jax.bench import render
-from livt_jax.bench import report
+from benchmarks import hostinfo
+from benchmarks import loaders
+from benchmarks import pairing
+from benchmarks import render
+from benchmarks import report
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'bench')
 

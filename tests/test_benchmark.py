@@ -1,4 +1,4 @@
-"""`python -m livt_jax.benchmark` runs the engine's MGP and BFT steps and reports sane figures.
+"""`python -m benchmarks.step` runs the engine's MGP and BFT steps and reports sane figures.
 
 The figures are checked against what can be known without running: the FLOPs XLA counts against
 the matmul FLOPs of the tiny model counted by hand, the losses against their values at
@@ -51,9 +51,9 @@ def bal_bce_loss_at_init():
   summed over classes, averaged over the batch. Mixup/CutMix mix each target with the reversed
   batch's using one lambda per batch, so the batch mean of the targets, hence this value, is
   unchanged by them."""
-  from livt_jax import benchmark  # pylint: disable=g-import-not-at-top
-  from livt_jax.bench import workload  # pylint: disable=g-import-not-at-top
-  labels = workload.synthetic_batch(benchmark.parse_args(ARGS))['label']
+  from benchmarks import step  # pylint: disable=g-import-not-at-top
+  from benchmarks import workload  # pylint: disable=g-import-not-at-top
+  labels = workload.synthetic_batch(step.parse_args(ARGS))['label']
   counts = np.array([int(500 * 100 ** (-i / 9)) for i in range(NUM_CLASSES)], np.float64)
   prior = counts / counts.sum()
   bias = np.log(prior) - np.log1p(-prior) + np.log(NUM_CLASSES - 1)
@@ -71,13 +71,13 @@ def jax_version():
 def test_benchmark_script_times_both_stages(tmp_path):
   out = tmp_path / 'bench.json'
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={DEVICES}')
-  r = subprocess.run([sys.executable, '-m', 'livt_jax.benchmark', *ARGS, '--json', str(out)],
+  r = subprocess.run([sys.executable, '-m', 'benchmarks.step', *ARGS, '--json', str(out)],
                      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   report = json.loads(out.read_text())
   assert report['meta']['num_devices'] == DEVICES and report['meta']['batch'] == BATCH
-  # The record says where and how it ran (bench/hostinfo.py); no PyTorch side, no ratios.
-  assert report['kind'] == 'step' and '-m livt_jax.benchmark --variant nano' in report['command']
+  # The record says where and how it ran (benchmarks/hostinfo.py); no PyTorch side, no ratios.
+  assert report['kind'] == 'step' and '-m benchmarks.step --variant nano' in report['command']
   assert len(report['load_before']) == len(report['load_after']) == 3
   assert report['host']['usable_cpus'] >= 1 and report['host']['versions']['jax'] == jax_version()
   assert report['ratios'] == []

@@ -13,7 +13,7 @@ import pytest
 from livt_jax import config_defaults
 from livt_jax import validate
 from livt_jax.models import factory
-from livt_jax.models import vit
+from livt_jax.models import kernels
 from test_vit import _images, _nano, random_params
 
 
@@ -26,7 +26,7 @@ def test_forward_and_gradients_match_float64_on_rounded_operands():
   x = rng.normal(size=(2, 5, 24)).astype(np.float32)
   w = rng.normal(size=(24, 7)).astype(np.float32)
   g = rng.normal(size=(2, 5, 7)).astype(np.float32)
-  out, vjp = jax.vjp(vit.bf16_matmul, jnp.asarray(x), jnp.asarray(w))
+  out, vjp = jax.vjp(kernels.bf16_matmul, jnp.asarray(x), jnp.asarray(w))
   dx, dw = vjp(jnp.asarray(g))
   assert out.dtype == dx.dtype == dw.dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(out), _bf16(x) @ _bf16(w), rtol=1e-5, atol=1e-5)

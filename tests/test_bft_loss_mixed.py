@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine_helpers import COUNTS, tiny_config
-from livt_jax import steps
+from livt_jax.engine import steps
 
 C, B, SIDE, EPS = 10, 8, 8, 0.1
 OFFSET = np.linspace(-0.5, 0.5, C)

@@ -14,8 +14,8 @@ import pytest
 from cloud_fakes import mock_bucket  # pylint: disable=unused-import
 from cloud_fakes import _to_local  # pylint: disable=g-bad-import-order
 from engine_helpers import tiny_config
-from livt_jax import paths
-from livt_jax import run
+from livt_jax.runtime import paths
+from livt_jax.engine import run
 
 
 @pytest.fixture

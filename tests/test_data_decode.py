@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from livt_jax import config_defaults
-from livt_jax.bench import jpegs
+from benchmarks import jpegs
 from livt_jax.data import augment
 from livt_jax.data import decode
 from livt_jax.data import pipeline
@@ -143,7 +143,7 @@ def test_tfds_records_reach_the_crop_encoded(tmp_path):
 def test_benchmarked_decoders_give_the_same_crop(tmp_path):
   # bench.decoders times each decoder on the same boxes: each must produce that box's crop
   # (a swapped box axis or a wrong scale shows as a large difference), not merely run.
-  from livt_jax.bench import decoders  # pylint: disable=g-import-not-at-top
+  from benchmarks import decoders  # pylint: disable=g-import-not-at-top
   paths = jpegs.write_jpeg_folder(str(tmp_path), 6, long_side=320)
   files = [open(p, 'rb').read() for p in paths]  # pylint: disable=consider-using-with
   boxes = decoders.crop_boxes(files, seed=3)

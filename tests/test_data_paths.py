@@ -17,7 +17,7 @@ from livt_jax import plan
 from livt_jax import validate
 from livt_jax.data import fashion_mnist
 from livt_jax.data import oltr
-from livt_jax import paths
+from livt_jax.runtime import paths
 from livt_jax.data import registry
 from livt_jax.data import sources
 from tests.fakes import image_folder_fakes

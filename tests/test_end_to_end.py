@@ -7,7 +7,7 @@ import sys
 import jax
 import numpy as np
 
-from livt_jax import run
+from livt_jax.engine import run
 from engine_helpers import tiny_config
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -52,7 +52,7 @@ def test_resume_gives_the_same_parameters(tmp_path):
       config = tiny_config(**{'stages': 'bft', 'max_steps': m, 'checkpoint_every_steps': 2,
                               'bft.init_from': 'scratch'})
       run.run(config, str(workdir))
-    from livt_jax import sharding, train  # pylint: disable=g-import-not-at-top
+    from livt_jax.engine import sharding, train  # pylint: disable=g-import-not-at-top
     config = tiny_config(stages='bft')
     mesh = sharding.make_mesh(config)
     stage = train.build_stage(config, 'bft', mesh, 14886, 1, 10)

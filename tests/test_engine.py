@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from engine_helpers import COUNTS, assert_same_training, past_warmup, update_distance
-from livt_jax import evaluate
-from livt_jax import losses
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train
+from livt_jax.evals import evaluate
+from livt_jax.losses import balanced
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train
 
 
 def _mesh(config, n):
@@ -159,7 +159,7 @@ def test_bal_bce_bias_is_in_the_training_loss_only():
   np.testing.assert_allclose(np.asarray(logits), raw, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(np.asarray(labels), batch['label'])
   assert np.abs(np.asarray(logits) - z).max() > 1.0
-  np.testing.assert_array_equal(losses.bal_bce_bias(COUNTS, 1.3), bias)
+  np.testing.assert_array_equal(balanced.bal_bce_bias(COUNTS, 1.3), bias)
 
 
 class _Dispatched:
@@ -191,7 +191,7 @@ def test_in_flight_bound_zero_never_waits():
 
 
 def test_training_loop_bounds_steps_in_flight_by_the_config(tmp_path, monkeypatch):
-  from livt_jax import run  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import run  # pylint: disable=g-import-not-at-top
   config = past_warmup(**{'stages': 'bft', 'bft.init_from': 'scratch', 'max_steps': 5,
                           'log_every_steps': 100, 'checkpoint_every_steps': 100,
                           'max_steps_in_flight': 2})

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from engine_helpers import COUNTS, tiny_config
-from livt_jax import evaluate
-from livt_jax import evaluators
-from livt_jax import losses
-from livt_jax import metrics
-from livt_jax import sharding
+from livt_jax.evals import evaluate
+from livt_jax.evals import evaluators
+from livt_jax.losses import balanced
+from livt_jax.evals import metrics
+from livt_jax.engine import sharding
 from livt_jax.data import registry
 from livt_jax.data import source_base
 
@@ -76,8 +76,8 @@ def test_the_bias_would_flip_these_logits():
   # The fixture is sharp: every bias a balanced loss trains with changes top-1 by > 40 points.
   table, labels = _fixed_logits()
   raw = np.mean(table.argmax(1) == labels)
-  for bias in (losses.bal_bce_bias(COUNTS), losses.bal_bce_bias(COUNTS, form='official'),
-               losses.bal_ce_bias(COUNTS)):
+  for bias in (balanced.bal_bce_bias(COUNTS), balanced.bal_bce_bias(COUNTS, form='official'),
+               balanced.bal_ce_bias(COUNTS)):
     assert raw - np.mean((table + bias).argmax(1) == labels) > 0.4
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from engine_helpers import tiny_config
-from livt_jax import eval_views
-from livt_jax import evaluate
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.evals import views
+from livt_jax.evals import evaluate
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 from livt_jax import validate
 
 
@@ -25,11 +25,11 @@ def _numpy_views(x, kind):
   return np.stack(views)
 
 
-@pytest.mark.parametrize('kind', eval_views.VIEWS)
+@pytest.mark.parametrize('kind', views.VIEWS)
 def test_views_match_numpy(kind):
   x = np.random.default_rng(0).integers(1, 256, (3, 5, 7, 2)).astype(np.uint8)
-  got = np.asarray(eval_views.make(x, kind))
-  assert got.shape == (eval_views.COUNT[kind], 3, 5, 7, 2)
+  got = np.asarray(views.make(x, kind))
+  assert got.shape == (views.COUNT[kind], 3, 5, 7, 2)
   np.testing.assert_array_equal(got, _numpy_views(x, kind))
   # Each shifted view lost exactly one row or column to the fill.
   for v in got[2:]:
@@ -38,7 +38,7 @@ def test_views_match_numpy(kind):
 
 def test_unknown_view_is_refused():
   with pytest.raises(ValueError, match='evaluate.views'):
-    eval_views.make(np.zeros((1, 4, 4, 1), np.uint8), 'crops')
+    views.make(np.zeros((1, 4, 4, 1), np.uint8), 'crops')
   config = tiny_config(**{'evaluate.views': 'crops'})
   with pytest.raises(validate.ConfigError, match=r"evaluate\.views='crops'.*flip_shift"):
     validate.validate(config, 1, check_data=False)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from engine_helpers import tiny_config
-from livt_jax import evaluate
-from livt_jax import metrics
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.evals import evaluate
+from livt_jax.evals import metrics
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 from livt_jax.data import registry
 from livt_jax.data import source_base
 

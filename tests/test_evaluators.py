@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from livt_jax import evaluate
-from livt_jax import evaluators
-from livt_jax import run
+from livt_jax.evals import evaluate
+from livt_jax.evals import evaluators
+from livt_jax.engine import run
 from livt_jax import validate
 from livt_jax.data import fashion_mnist
 from livt_jax.data import longtail

@@ -12,8 +12,8 @@ import numpy as np
 import portpicker
 
 from engine_helpers import tiny_config
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 TINY = ['--config=configs/fashion_mnist_lt.py', '--config.stages=mgp',
@@ -129,8 +129,8 @@ def test_two_processes_one_killed_the_other_exits_with_a_clear_line(tmp_path):
 def test_disk_full_during_a_save_is_one_clear_error_and_earlier_checkpoints_survive(
     tmp_path, monkeypatch):
   from etils import epath  # pylint: disable=g-import-not-at-top
-  from livt_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from livt_jax import run  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import checkpointing  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import run  # pylint: disable=g-import-not-at-top
   import errno  # pylint: disable=g-import-not-at-top
   import pytest  # pylint: disable=g-import-not-at-top
 

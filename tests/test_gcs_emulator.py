@@ -23,10 +23,10 @@ import pytest
 from gcs_emulator import Emulator
 from gcs_emulator import gcs  # pylint: disable=unused-import
 from engine_helpers import tiny_config
-from livt_jax import run
-from livt_jax import sharding
-from livt_jax import storage_probe
-from livt_jax import train
+from livt_jax.engine import run
+from livt_jax.engine import sharding
+from livt_jax.runtime import storage_probe
+from livt_jax.engine import train
 from livt_jax.data import fashion_mnist
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')

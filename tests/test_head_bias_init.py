@@ -3,10 +3,10 @@ import jax
 import numpy as np
 import pytest
 
-from livt_jax import losses
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train
+from livt_jax.losses import balanced
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train
 from engine_helpers import tiny_config
 
 COUNTS = [5900, 3597, 2154, 1291, 775, 464, 278, 166, 100, 60]
@@ -20,9 +20,9 @@ def _sigmoid(x):
 def test_bal_bce_prior_bias_starts_the_loss_at_the_class_shares(tau):
   pi = np.array(COUNTS, np.float64) / sum(COUNTS)
   c = len(COUNTS)
-  # Eq. 10 written out here, independently of losses.bal_bce_bias.
+  # Eq. 10 written out here, independently of balanced.bal_bce_bias.
   eq10 = tau * (np.log(pi) - np.log(1 - pi) + np.log(c - 1))
-  b = losses.prior_head_bias('bal_bce', COUNTS, tau)
+  b = balanced.prior_head_bias('bal_bce', COUNTS, tau)
   np.testing.assert_allclose(_sigmoid(b + eq10), pi, rtol=1e-12)
   if tau == 1.0:  # the same constant for every class: test-time argmax starts uniform
     np.testing.assert_allclose(b, -np.log(c - 1), rtol=1e-12)
@@ -32,21 +32,21 @@ def test_bal_bce_prior_bias_starts_the_loss_at_the_class_shares(tau):
 
 def test_bce_prior_bias_is_the_log_odds_of_the_shares():
   pi = np.array(COUNTS, np.float64) / sum(COUNTS)
-  np.testing.assert_allclose(_sigmoid(losses.prior_head_bias('bce', COUNTS)), pi, rtol=1e-12)
+  np.testing.assert_allclose(_sigmoid(balanced.prior_head_bias('bce', COUNTS)), pi, rtol=1e-12)
 
 
 def test_prior_bias_with_a_test_prior_uses_thm3_offset():
   pt = np.linspace(1, 2, len(COUNTS))
   pt /= pt.sum()
-  offset = losses.bal_bce_bias(COUNTS, 1.0, 'paper', pt)
-  b = losses.prior_head_bias('bal_bce', COUNTS, 1.0, 'paper', pt)
+  offset = balanced.bal_bce_bias(COUNTS, 1.0, 'paper', pt)
+  b = balanced.prior_head_bias('bal_bce', COUNTS, 1.0, 'paper', pt)
   pi = np.array(COUNTS, np.float64) / sum(COUNTS)
   np.testing.assert_allclose(_sigmoid(b + offset), pi, rtol=1e-12)
 
 
 def test_prior_init_is_for_sigmoid_losses_only():
   with pytest.raises(ValueError, match="head_bias_init='prior' is for the sigmoid losses"):
-    losses.prior_head_bias('bal_ce', COUNTS)
+    balanced.prior_head_bias('bal_ce', COUNTS)
   with pytest.raises(ValueError, match="use 'zero' or 'prior'"):
     steps.initial_head_bias(tiny_config(**{'bft.head_bias_init': 'ones'}), COUNTS)
   # A config with 'prior' (the embedded default) still runs a softmax or Table 7 loss: zeros.

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from livt_jax import host_malloc
+from livt_jax.runtime import host_malloc
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 # Prints a line before the re-exec point and one after it: a re-exec runs the program again from

@@ -9,8 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from livt_jax import evaluate
-from livt_jax import evaluators
+from livt_jax.evals import evaluate
+from livt_jax.evals import evaluators
 from livt_jax.data import sources
 from tests.fakes import image_folder_fakes
 

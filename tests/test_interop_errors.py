@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine_helpers import tiny_config
-from livt_jax import run
+from livt_jax.engine import run
 from livt_jax import validate
 from livt_jax.interop import torch_export
 from livt_jax.interop import torch_files

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 
 from engine_helpers import tiny_config
-from livt_jax import run
-from livt_jax import train
+from livt_jax.engine import run
+from livt_jax.engine import train
 from livt_jax import validate
 from livt_jax.interop import export
 from livt_jax.interop import torch_export

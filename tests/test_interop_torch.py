@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from livt_jax.checkpointing import CheckpointMismatchError
+from livt_jax.engine.checkpointing import CheckpointMismatchError
 from livt_jax.interop import torch_export
 from livt_jax.interop import torch_files
 from livt_jax.interop import torch_import

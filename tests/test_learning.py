@@ -3,8 +3,8 @@ above chance. Bal-BCE fine-tuning from scratch (no MGP), 2 epochs of the 14,786 
 import numpy as np
 
 from engine_helpers import tiny_config
-from livt_jax import run
-from livt_jax import train
+from livt_jax.engine import run
+from livt_jax.engine import train
 
 
 def test_short_bft_run_learns(tmp_path, monkeypatch):

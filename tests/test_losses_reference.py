@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import table7_reference as R
-from livt_jax import losses
+from livt_jax.losses import balanced
+from livt_jax.losses import table7
 
 
 def _exp_profile(n_max, n_min, c):
@@ -127,8 +128,8 @@ def measure(case, profile, targets):
   """
   name, options, scale, ref = CASES[case]
   counts, labels, y, z, h = _data(profile, targets, scale)
-  fn = losses.make_loss_fn(name, counts, **options)
-  needs_h = name in losses.NEEDS_FEATURES
+  fn = balanced.make_loss_fn(name, counts, **options)
+  needs_h = name in balanced.NEEDS_FEATURES
   jax_loss = lambda zz, hh: fn(zz, jnp.asarray(y, jnp.float32), step=STEP,
                                features=hh if needs_h else None)
   value, (gz, gh) = jax.value_and_grad(jax_loss, argnums=(0, 1))(jnp.asarray(z), jnp.asarray(h))
@@ -171,7 +172,7 @@ def test_ldam_mixed_targets_are_livt_mixup_form():
   # without smoothing the per-class extension is exactly that.
   for profile in PROFILES:
     counts, _, y, z, _ = _data(profile, 'mixup', 0.3)
-    got = losses.make_loss_fn('ldam_drw', counts, drw=False)(jnp.asarray(z), jnp.asarray(y))
+    got = balanced.make_loss_fn('ldam_drw', counts, drw=False)(jnp.asarray(z), jnp.asarray(y))
     want = R.ldam_livt_mixup(z.astype(np.float64), y, counts, 0.5, 30.0)
     np.testing.assert_allclose(float(got), want, rtol=2e-5)
 
@@ -181,7 +182,7 @@ def test_focal_forms_agree_on_one_hot_and_not_on_mixed_targets():
   np.testing.assert_allclose(R.focal_lin_class(z.astype(np.float64), y, 2.0),
                              R.focal_ldam_drw(z.astype(np.float64), labels, 2.0), rtol=1e-12)
   _, _, ym, zm, _ = _data('cifar100_lt', 'mixup', 2.0)
-  forms = [float(losses.make_loss_fn('focal', counts, focal_form=f)(jnp.asarray(zm),
+  forms = [float(balanced.make_loss_fn('focal', counts, focal_form=f)(jnp.asarray(zm),
                                                                      jnp.asarray(ym)))
            for f in ('sample', 'class')]
   assert abs(forms[0] - forms[1]) > 1e-3 * forms[0], forms
@@ -189,7 +190,7 @@ def test_focal_forms_agree_on_one_hot_and_not_on_mixed_targets():
 
 def test_ib_before_its_start_is_plain_ce():
   counts, labels, y, z, h = _data('cifar100_lt', 'hard', 2.0)
-  fn = losses.make_loss_fn('ib', counts, ib_start_step=5)
+  fn = balanced.make_loss_fn('ib', counts, ib_start_step=5)
   got = fn(jnp.asarray(z), jnp.asarray(y), step=4, features=jnp.asarray(h))
   np.testing.assert_allclose(float(got), R.cross_entropy(z.astype(np.float64), labels), rtol=1e-5)
 
@@ -197,10 +198,10 @@ def test_ib_before_its_start_is_plain_ce():
 def test_ib_weights_sum_to_the_class_count():
   # The reference's IBReweight: the switch to IB keeps the loss's scale (C times the paper's).
   counts = PROFILES['imagenet_lt'][0]
-  code = losses.losses_table7.ib_class_weights(counts, 'code')
+  code = table7.ib_class_weights(counts, 'code')
   np.testing.assert_allclose(code.sum(), 1000.0, rtol=1e-12)
   np.testing.assert_allclose(code, R.ib_weights(counts), rtol=1e-12)
-  np.testing.assert_allclose(losses.losses_table7.ib_class_weights(counts, 'paper'),
+  np.testing.assert_allclose(table7.ib_class_weights(counts, 'paper'),
                              code / 1000.0, rtol=1e-12)
 
 
@@ -211,7 +212,7 @@ def test_lade_keeps_classes_absent_from_the_batch():
   absent = np.setdiff1d(np.arange(100), labels)
   x = z.astype(np.float64)
   want = R.lade_regulariser(x, y, counts, 0.1)
-  got = float(losses.make_loss_fn('lade', counts, lade_form='livt')(jnp.asarray(z),
+  got = float(balanced.make_loss_fn('lade', counts, lade_form='livt')(jnp.asarray(z),
                                                                       jnp.asarray(y)))
   np.testing.assert_allclose(got, want, rtol=2e-5)
   pi = counts / counts.sum()

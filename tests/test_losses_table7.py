@@ -8,9 +8,8 @@ import pytest
 import numpy_reference as ref
 import table7_reference as R
 from engine_helpers import tiny_config
-from livt_jax import losses
-from livt_jax import losses_table7
-from livt_jax import steps
+from livt_jax.losses import balanced
+from livt_jax.engine import steps
 from livt_jax import validate
 
 B, C, D = 6, 7, 5
@@ -32,7 +31,7 @@ def _data(seed=0, scale=3.0, smoothing=0.0):
 def _loss(name, counts, z, y, **kw):
   step, h = kw.pop('step', None), kw.pop('features', None)
   prior = kw.pop('test_prior', None)
-  fn = losses.make_loss_fn(name, counts, test_prior=prior, **kw)
+  fn = balanced.make_loss_fn(name, counts, test_prior=prior, **kw)
   out = fn(jnp.asarray(z), jnp.asarray(y), step=step,
            features=None if h is None else jnp.asarray(h))
   assert out.dtype == jnp.float32 and out.shape == ()
@@ -41,7 +40,7 @@ def _loss(name, counts, z, y, **kw):
 
 def test_nt_bce():
   z, soft, hard, _, counts = _data(6, scale=2.0)
-  bias = losses.bal_bce_bias(counts, 1.0, 'official')
+  bias = balanced.bal_bce_bias(counts, 1.0, 'official')
   for y in (hard, soft):
     for lam in (1.0, 3.0):
       np.testing.assert_allclose(_loss('nt_bce', counts, z, y, nt_lambda=lam),
@@ -60,14 +59,14 @@ def test_drw_switches_inside_one_compiled_loss():
   z, _, hard, _, counts = _data(3, scale=0.1)
   labels = hard.argmax(1)
   opts = dict(drw_beta=0.999, drw_start_step=10)
-  fn = jax.jit(lambda s: losses.make_loss_fn('ldam_drw', counts, **opts)(
+  fn = jax.jit(lambda s: balanced.make_loss_fn('ldam_drw', counts, **opts)(
       jnp.asarray(z), jnp.asarray(hard), step=s))
   x = z.astype(np.float64)
   for step, deferred in ((9, False), (10, True)):
     want = R.ldam(x, labels, counts, 0.5, 30.0, R.drw_weights(counts, 0.999, deferred))
     np.testing.assert_allclose(float(fn(jnp.int32(step))), want, rtol=1e-5)
   # drw=False: LiVT's LDAM_loss, no re-weighting at any step.
-  off = losses.make_loss_fn('ldam_drw', counts, drw=False, **opts)
+  off = balanced.make_loss_fn('ldam_drw', counts, drw=False, **opts)
   np.testing.assert_allclose(float(off(jnp.asarray(z), jnp.asarray(hard), step=10)),
                              R.ldam(x, labels, counts, 0.5, 30.0), rtol=1e-5)
 
@@ -89,15 +88,15 @@ def test_lade_test_prior_shifts_the_logits_of_both_terms():
 def test_unknown_forms_are_refused():
   _, _, hard, _, counts = _data(1)
   with pytest.raises(ValueError, match=r"bft\.cb_form='tf': use one of livt, cui"):
-    losses.make_loss_fn('cb_ce', counts, cb_form='tf')
+    balanced.make_loss_fn('cb_ce', counts, cb_form='tf')
 
 
 def test_test_prior_from_config_reaches_the_biases():
   z, soft, hard, _, counts = _data(7)
   pi = counts / counts.sum()
-  assert losses.test_prior_from_config('uniform', counts) is None
-  np.testing.assert_allclose(losses.test_prior_from_config('train', counts), pi, rtol=1e-12)
-  pt = losses.test_prior_from_config('1,2,3,4,5,6,7', counts)
+  assert balanced.test_prior_from_config('uniform', counts) is None
+  np.testing.assert_allclose(balanced.test_prior_from_config('train', counts), pi, rtol=1e-12)
+  pt = balanced.test_prior_from_config('1,2,3,4,5,6,7', counts)
   np.testing.assert_allclose(pt, np.arange(1, 8) / 28, rtol=1e-12)
   # Thm. 3 in Bal-BCE; the logit adjustment tau (log pi - log pi^t) in Bal-CE.
   want = 1.1 * ((np.log(pi) - np.log(pt)) - (np.log1p(-pi) - np.log1p(-pt)))
@@ -106,12 +105,12 @@ def test_test_prior_from_config_reaches_the_biases():
   np.testing.assert_allclose(_loss('bal_ce', counts, z, soft, tau=1.1, test_prior=pt),
                              ref_ce(z + 1.1 * (np.log(pi) - np.log(pt)), soft), rtol=1e-5)
   # pi^t = pi: the bias vanishes.
-  train = losses.test_prior_from_config('train', counts)
+  train = balanced.test_prior_from_config('train', counts)
   np.testing.assert_allclose(_loss('bal_bce', counts, z, soft, test_prior=train),
                              _loss('bce', counts, z, soft), rtol=1e-6)
   for bad in ('balanced', '1,2', '1,2,3,4,5,6,-7'):
     with pytest.raises(ValueError, match='test_prior'):
-      losses.test_prior_from_config(bad, counts)
+      balanced.test_prior_from_config(bad, counts)
 
 
 def ref_ce(z, y):
@@ -159,7 +158,7 @@ def test_validate_rejects_bad_loss_settings(override, match):
 
 
 def test_validate_accepts_every_loss():
-  for name in losses.LOSSES:
+  for name in balanced.LOSSES:
     validate.validate(tiny_config(**{'bft.loss': name}), 1, check_data=False)
   validate.validate(tiny_config(**{'bft.loss': 'ldam_drw', 'bft.ldam_head': 'normed',
                                    'bft.drw': False}), 1, check_data=False)

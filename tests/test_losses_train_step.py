@@ -6,9 +6,9 @@ import numpy as np
 import numpy_reference as ref
 import table7_reference as R
 from engine_helpers import COUNTS, past_warmup
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train
 
 
 def test_ib_loss_through_the_train_step():

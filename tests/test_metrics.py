@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from livt_jax import metrics
+from livt_jax.evals import metrics
 
 
 def _reference(logits, labels, counts, many, few, bins):

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import portpicker
 
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 from engine_helpers import assert_same_training, tiny_config
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')

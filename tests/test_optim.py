@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from livt_jax import optim
+from livt_jax.engine import optim
 from livt_jax.models import mae
 from livt_jax.models import vit
 
@@ -166,7 +166,7 @@ def test_make_optimizer_checks_layer_decay_setup():
 
 def test_stages_use_their_weight_decay_rule():
   from engine_helpers import tiny_config  # pylint: disable=g-import-not-at-top
-  from livt_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import sharding, train  # pylint: disable=g-import-not-at-top
   config = tiny_config(**{'mgp.weight_decay': 0.5, 'bft.weight_decay': 0.5,
                           'mgp.warmup_epochs': 0, 'bft.warmup_epochs': 0})
   mesh = sharding.make_mesh(config, jax.devices()[:1])

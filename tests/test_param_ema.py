@@ -9,14 +9,14 @@ import optax
 import pytest
 
 from engine_helpers import past_warmup
-from livt_jax import checkpointing
-from livt_jax import evaluate
-from livt_jax import optim
-from livt_jax import run
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train
-from livt_jax import train_state
+from livt_jax.engine import checkpointing
+from livt_jax.evals import evaluate
+from livt_jax.engine import optim
+from livt_jax.engine import run
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train
+from livt_jax.engine import train_state
 from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources

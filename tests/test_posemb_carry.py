@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from engine_helpers import tiny_config
-from livt_jax import optim
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.engine import optim
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 from livt_jax.models import posemb
 from livt_jax.models import vit
 

@@ -2,8 +2,8 @@
 import jax
 import numpy as np
 
-from livt_jax import reconstructions
-from livt_jax import run
+from livt_jax.evals import reconstructions
+from livt_jax.engine import run
 from livt_jax.models import factory
 from livt_jax.models import mae as mae_lib
 from engine_helpers import tiny_config

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from engine_helpers import tiny_config
-from livt_jax import checkpointing
-from livt_jax import run
-from livt_jax import sharding
-from livt_jax import train
+from livt_jax.engine import checkpointing
+from livt_jax.engine import run
+from livt_jax.engine import sharding
+from livt_jax.engine import train
 from livt_jax import validate
 
 

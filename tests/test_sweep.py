@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from livt_jax import sweep
-from livt_jax import sweep_report
+from livt_jax.tools import sweep
+from livt_jax.tools import sweep_report
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
@@ -77,7 +77,7 @@ def test_sweep_runs_shares_mgp_and_skips_finished_runs_on_rerun(tmp_path):
   tiny = ['--config.model.variant=nano', '--config.model.decoder_depth=1',
           '--config.model.decoder_width=32', '--config.model.decoder_heads=2',
           '--config.mgp.batch_size=32', '--config.bft.batch_size=32', '--config.max_steps=2']
-  cmd = [sys.executable, '-m', 'livt_jax.sweep', '--config=configs/fashion_mnist_lt.py',
+  cmd = [sys.executable, '-m', 'livt_jax.tools.sweep', '--config=configs/fashion_mnist_lt.py',
          f'--workdir={root}', '--sweep=bft.loss=ce,bal_bce', '--seeds=0', '--', *tiny]
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
   first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

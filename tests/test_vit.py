@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, Mesh, PartitionSpec as P
 
+from livt_jax.models import kernels
 from livt_jax.models import vit
 import numpy_reference
 
@@ -201,7 +202,7 @@ def test_drop_path_drops_whole_samples_and_rescales_the_kept_ones():
   masks = []
   for rate in (0.1, 0.5, 0.8):
     keep = 1.0 - rate
-    out = np.asarray(vit.drop_path(jnp.asarray(x), rate, jax.random.key(7)))
+    out = np.asarray(kernels.drop_path(jnp.asarray(x), rate, jax.random.key(7)))
     dropped = np.all(out == 0, axis=(1, 2))
     kept = np.all(np.abs(out - x / keep) <= 1e-6 * x / keep, axis=(1, 2))
     assert np.all(dropped ^ kept)  # per sample: the whole branch, or none of it (scaled)
@@ -210,7 +211,7 @@ def test_drop_path_drops_whole_samples_and_rescales_the_kept_ones():
     # Unbiased: the mean over samples is the input's.
     np.testing.assert_allclose(out.mean(0) / x.mean(0), 1.0, atol=6 * math.sqrt(rate / keep / len(x)))
     masks.append(dropped)
-  other = np.asarray(vit.drop_path(jnp.asarray(x), 0.5, jax.random.key(8)))
+  other = np.asarray(kernels.drop_path(jnp.asarray(x), 0.5, jax.random.key(8)))
   assert not np.array_equal(np.all(other == 0, axis=(1, 2)), masks[1])  # the key decides
 
 
@@ -253,7 +254,7 @@ def test_drop_path_rate_grows_linearly_with_depth(monkeypatch):
     calls.append(rate)
     return x
 
-  monkeypatch.setattr(vit, 'drop_path', recording_drop_path)
+  monkeypatch.setattr(kernels, 'drop_path', recording_drop_path)
   enc = vit.Encoder(width=16, depth=4, num_heads=2, patch_size=4, drop_path=0.3)
   x = jnp.zeros((1, 4, 4, 1))
   variables = {'params': random_params(enc, x)}

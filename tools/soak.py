@@ -31,7 +31,7 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 BUCKET = 'livt-soak'
-EXIT_PREEMPTED = 75  # livt_jax.preemption.EXIT_PREEMPTED (not imported: jax would start here)
+EXIT_PREEMPTED = 75  # livt_jax.runtime.preemption.EXIT_PREEMPTED (not imported: jax would start here)
 DEVICES = 2
 CHECKPOINT_EVERY = 3
 # The tiny run (tests/test_faults.py's TINY, both stages); max_steps is set from --kills.
@@ -213,11 +213,11 @@ def _state_leaves(tree) -> list[np.ndarray]:
 def _check(workdirs, max_steps, watch) -> list[str]:
   """Compares both workdirs bit for bit and restores every kept step; returns the findings."""
   import jax  # pylint: disable=g-import-not-at-top
-  from livt_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from livt_jax import evaluators  # pylint: disable=g-import-not-at-top
-  from livt_jax import paths  # pylint: disable=g-import-not-at-top
-  from livt_jax import sharding  # pylint: disable=g-import-not-at-top
-  from livt_jax import train  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import checkpointing  # pylint: disable=g-import-not-at-top
+  from livt_jax.evals import evaluators  # pylint: disable=g-import-not-at-top
+  from livt_jax.runtime import paths  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import sharding  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import train  # pylint: disable=g-import-not-at-top
   from livt_jax.data import registry  # pylint: disable=g-import-not-at-top
   import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location(

@@ -28,7 +28,7 @@ peak bf16 rate and at 50% MFU, and the collectives in the compiled HLO.
 Usable memory: a TPU chip's is libtpu's own limit (chips.py); a GPU's is the spec's device
 memory times the share a JAX run preallocates (XLA_PYTHON_CLIENT_MEM_FRACTION, JAX's default
 0.75), read from the environment of the plan as of the run. GPU plans compile with the XLA flags
-a GPU run sets (`livt_jax.gpu_flags`).
+a GPU run sets (`livt_jax.runtime.gpu_flags`).
 
 Times are FLOPs / (MFU x peak), with the input pipeline assumed to keep up: a plan, not a
 measurement. When a stage does not fit in 90% of the usable memory, a small grid

@@ -42,7 +42,7 @@ def plan(config, topology_name: str, say=print, hbm_bytes: int | None = None) ->
   if not os.environ.get('JAX_PLATFORMS'):
     os.environ['JAX_PLATFORMS'] = 'cpu'  # the host computes shapes; only the plugin compiles
   if topo.platform == 'gpu':
-    from livt_jax import gpu_flags  # pylint: disable=g-import-not-at-top
+    from livt_jax.runtime import gpu_flags  # pylint: disable=g-import-not-at-top
     gpu_flags.add()  # the flags a GPU run sets (livt_jax.main): the same executable
   import jax  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top

@@ -5,7 +5,7 @@ import copy
 import dataclasses
 import time
 
-from livt_jax import chips
+from livt_jax.runtime import chips
 from livt_jax.aot import counting
 
 HEADROOM = 0.9        # a stage fits when it needs at most this share of the usable memory
@@ -102,9 +102,9 @@ def compile_stage(config, stage_name: str, devices, data: DataFacts, hbm_bytes: 
                   overrides=None, platform: str = 'tpu') -> StageResult:
   """Compiles the real train step of one stage for `devices` (of `platform`); never runs it.
   `hbm_bytes`: the memory one program may use per device."""
-  from livt_jax import sharding  # pylint: disable=g-import-not-at-top
-  from livt_jax import steps  # pylint: disable=g-import-not-at-top
-  from livt_jax import train  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import sharding  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import steps  # pylint: disable=g-import-not-at-top
+  from livt_jax.engine import train  # pylint: disable=g-import-not-at-top
   from livt_jax import validate  # pylint: disable=g-import-not-at-top
   from livt_jax.data import longtail  # pylint: disable=g-import-not-at-top
 

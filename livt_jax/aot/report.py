@@ -1,6 +1,6 @@
 """The plan's printed lines: memory per device against the usable memory, FLOPs per image,
 images/s and time at the peak bf16 rate and at PLAN_MFU, collectives."""
-from livt_jax import chips
+from livt_jax.runtime import chips
 from livt_jax.aot.compiling import HEADROOM
 from livt_jax.aot.compiling import StageResult
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-from livt_jax import chips
+from livt_jax.runtime import chips
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPECS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'specs')

@@ -10,7 +10,6 @@ Modules (import the one you need; heavy dependencies stay out of this file):
   randaugment  timm rand-m9-mstd0.5-inc1 RandAugment on PIL images; draw_params for the device.
   device_randaugment  the same ops on a batch in the jitted step (bft.randaug_on='device').
   mixup        mixup_cutmix (JAX, inside the jitted train step), one_hot_smoothed.
-  benchmark    `python -m livt_jax.data.benchmark`: pipeline throughput.
 """
 from livt_jax.data.registry import DatasetInfo
 from livt_jax.data.registry import get_info

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 
 
 # Where `apt-get install -y dataset-fashion-mnist` puts the files. A module constant so

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from livt_jax import paths as paths_lib
+from livt_jax.runtime import paths as paths_lib
 from livt_jax.data import registry
 from livt_jax.data import source_base
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 
 # Leading folders that differ between the OLTR lists and TFDS file names; they carry no
 # identity (e.g. 'train/n01440764/n01440764_190.JPEG' vs TFDS 'n01440764_190.JPEG').

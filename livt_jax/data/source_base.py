@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 from livt_jax.data import decode
 from livt_jax.data import registry
 

@@ -14,7 +14,7 @@ from livt_jax.data import fashion_mnist
 from livt_jax.data import image_folder
 from livt_jax.data import longtail
 from livt_jax.data import oltr
-from livt_jax import paths
+from livt_jax.runtime import paths
 from livt_jax.data import registry
 from livt_jax.data import source_base
 from livt_jax.data import tfds_sources

@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 
 _SCAN_CHUNK = 1024
 

@@ -27,8 +27,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from livt_jax import optim
-from livt_jax import paths
+from livt_jax.engine import optim
+from livt_jax.runtime import paths
 from livt_jax.data import registry
 from livt_jax.interop import torch_export
 from livt_jax.interop import torch_save

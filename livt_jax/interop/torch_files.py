@@ -23,7 +23,7 @@ import zlib
 import ml_dtypes
 import numpy as np
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 from livt_jax import validate
 
 # torch storage class name -> numpy dtype (bfloat16 via ml_dtypes, a jax dependency).

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from livt_jax.checkpointing import CheckpointMismatchError
+from livt_jax.engine.checkpointing import CheckpointMismatchError
 from livt_jax.interop import layout
 from livt_jax.interop import torch_files
 from livt_jax.models import factory

@@ -17,7 +17,7 @@ import zipfile
 import ml_dtypes
 import numpy as np
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 
 _STORAGE_NAMES = {
     np.dtype(np.float32): 'FloatStorage', np.dtype(np.float64): 'DoubleStorage',

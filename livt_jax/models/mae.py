@@ -88,7 +88,7 @@ class MAE(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   gelu_approximate: bool = False
-  bf16_matmul: bool = False  # precision 'bf16_matmul': see vit.bf16_matmul
+  bf16_matmul: bool = False  # precision 'bf16_matmul': see kernels.bf16_matmul
   attention: str = 'ours'  # see vit.Attention
 
   @nn.compact

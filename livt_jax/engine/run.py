@@ -5,15 +5,15 @@ import threading
 
 import jax
 
-from livt_jax import evaluate
-from livt_jax import evaluators
-from livt_jax import paths
-from livt_jax import reconstructions
-from livt_jax import report
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train
-from livt_jax import train_state
+from livt_jax.evals import evaluate
+from livt_jax.evals import evaluators
+from livt_jax.runtime import paths
+from livt_jax.evals import reconstructions
+from livt_jax.evals import report
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train
+from livt_jax.engine import train_state
 from livt_jax import validate
 from livt_jax.data import registry
 from livt_jax.data import sources

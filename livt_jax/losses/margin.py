@@ -1,6 +1,6 @@
 """The logit-adjusting Table 7 losses' cores: LDAM's per-class margin CE and LADE.
 
-Used by `losses_table7.make_table7_loss` (which documents the formulas and options).
+Used by `table7.make_table7_loss` (which documents the formulas and options).
 """
 from typing import Callable, Sequence
 
@@ -37,7 +37,7 @@ def ldam_per_class(z: jax.Array, delta: jax.Array, s: float) -> jax.Array:
 
 def make_lade(counts: Sequence[float], test_prior: np.ndarray | None, alpha: float,
               remine_lambda: float, form: str) -> Callable:
-  """core(z, y, step, h) of 'lade' (see losses_table7's docstring for the formula).
+  """core(z, y, step, h) of 'lade' (see table7's docstring for the formula).
 
   hyperconnect/LADE: PriorCELoss (CE of z + log(pi + 1e-9)) with weight 1 plus LADELoss with
   weight alpha (its config/*/lade.yaml: 0.1), both on the classifier's logits. LADELoss keeps

@@ -33,7 +33,7 @@ class. 'bal_ce' then uses tau * (log pi - log pi^t) (the logit adjustment of Thm
 shifted test prior), 'bal_bce' Thm. 3.
 
 The Table 7 losses (class-balanced, focal, LDAM-DRW, LADE, IB, NT-BCE) are in
-`losses_table7.py`; `make_loss_fn` builds every one of them.
+`table7.py`; `make_loss_fn` builds every one of them.
 """
 from typing import Callable, Sequence
 
@@ -41,11 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from livt_jax import losses_table7
-from livt_jax.losses_table7 import NEEDS_FEATURES, NEEDS_STEP  # pylint: disable=unused-import
+from livt_jax.losses import table7
+from livt_jax.losses.table7 import NEEDS_FEATURES, NEEDS_STEP  # pylint: disable=unused-import
 
 BASE_LOSSES = ('ce', 'bal_ce', 'bce', 'bal_bce')
-LOSSES = BASE_LOSSES + losses_table7.TABLE7_LOSSES
+LOSSES = BASE_LOSSES + table7.TABLE7_LOSSES
 BIAS_FORMS = ('paper', 'official')
 # Losses whose bias or estimate depends on the test prior (bft.test_prior).
 USES_TEST_PRIOR = ('bal_ce', 'bal_bce', 'lade', 'bal_nt_bce')
@@ -234,7 +234,7 @@ def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: fl
 
   'bal_ce' uses tau * (log pi - log pi^t) (tau = 1, uniform pi^t: Eq. 3); 'bal_bce' uses
   `bal_bce_bias(..., tau, bias_form, test_prior)`; the Table 7 losses take `options`
-  (`losses_table7.DEFAULTS`). Biases are constants of the returned function. `step` (the train
+  (`table7.DEFAULTS`). Biases are constants of the returned function. `step` (the train
   step) matters for NEEDS_STEP losses only, `features` (the head's input) for NEEDS_FEATURES.
   """
   if name not in LOSSES:
@@ -247,10 +247,10 @@ def make_loss_fn(name: str, class_counts: Sequence[float] | None = None, tau: fl
   pt = None if test_prior is None else class_prior(test_prior)
   if pt is not None and pt.size != len(class_counts):
     raise ValueError(f'test_prior has {pt.size} classes, class_counts {len(class_counts)}')
-  if name in losses_table7.TABLE7_LOSSES:
+  if name in table7.TABLE7_LOSSES:
     bce_bias = (bal_bce_bias(class_counts, tau, bias_form, pt) if name == 'bal_nt_bce'
                 else None)
-    return losses_table7.make_table7_loss(name, class_counts, bce_bias=bce_bias,
+    return table7.make_table7_loss(name, class_counts, bce_bias=bce_bias,
                                           test_prior=pt, **options)
   bias_np = training_bias(name, class_counts, tau, bias_form, pt)
   base = softmax_cross_entropy if name == 'bal_ce' else sigmoid_bce

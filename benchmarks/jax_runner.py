@@ -5,12 +5,12 @@ import time
 
 import jax
 
-from livt_jax import chips
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train
-from livt_jax.bench import measure
-from livt_jax.bench import workload
+from livt_jax.runtime import chips
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train
+from benchmarks import measure
+from benchmarks import workload
 
 
 def _xla_temp_bytes(compiled) -> int | None:

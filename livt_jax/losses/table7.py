@@ -4,7 +4,7 @@ Each loss is written from its authors' released code (cited in the builder's doc
 reference computations are transcribed into float64 NumPy in tests/table7_reference.py).
 docs/losses.md tabulates the references, where paper and code differ, and the options.
 
-Notation as in `losses.py`: logits z [B, C], soft targets y [B, C] (one-hot, smoothed or mixed),
+Notation as in `balanced.py`: logits z [B, C], soft targets y [B, C] (one-hot, smoothed or mixed),
 class counts n_c, training prior pi_c = n_c / sum(n). The released codes take class indices;
 for soft targets every loss here is the reference's per-class term weighted by y_bc (so a
 one-hot y gives the reference exactly, and a two-class mixup target gives LiVT's
@@ -40,7 +40,7 @@ one-hot y gives the reference exactly, and a two-class mixup target gives LiVT's
                   as in the reference (nothing is detached there).
   nt_bce          Negative-tolerant BCE (Wu et al. 2020; LiVT Appendix E.2):
                   L = mean_b sum_c [ y log(1 + e^-z) + (1 - y) / lambda * log(1 + e^{lambda z}) ].
-  bal_nt_bce      NT-BCE* (E.2): nt_bce on z + B with B the Bal-BCE bias of `losses.py`.
+  bal_nt_bce      NT-BCE* (E.2): nt_bce on z + B with B the Bal-BCE bias of `balanced.py`.
 
 All losses return float32 scalars; weights, margins and priors are float64 NumPy constants.
 """
@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from livt_jax import losses_margin
+from livt_jax.losses import margin
 
 TABLE7_LOSSES = ('cb_ce', 'cb_bce', 'focal', 'ldam_drw', 'lade', 'ib', 'nt_bce', 'bal_nt_bce')
 # Losses that need the head's input features (`features=` of the loss function).
@@ -190,9 +190,9 @@ def make_table7_loss(name: str, class_counts: Sequence[float], *, bce_bias: np.n
     def core(z, y, step, h):
       w = jnp.where(_step(step) >= start, w_drw, jnp.ones_like(w_drw))
       v = y * w
-      return jnp.sum(v * losses_margin.ldam_per_class(z, delta, s)) / jnp.sum(v)
+      return jnp.sum(v * margin.ldam_per_class(z, delta, s)) / jnp.sum(v)
   elif name == 'lade':
-    core = losses_margin.make_lade(counts, test_prior, o['lade_alpha'],
+    core = margin.make_lade(counts, test_prior, o['lade_alpha'],
                                    o['lade_remine_lambda'], o['lade_form'])
   elif name == 'ib':
     w = const(ib_class_weights(counts, o['ib_weights']))

@@ -12,8 +12,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from livt_jax import optim
-from livt_jax import paths
+from livt_jax.engine import optim
+from livt_jax.runtime import paths
 
 _policies = ocp.checkpoint_managers
 

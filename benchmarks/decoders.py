@@ -1,6 +1,6 @@
 """JPEG decoders for the random-resized crop, measured on the same files and crop boxes.
 
-  python -m livt_jax.bench.decoders [--long_side=500 --image_size=224 --images=60 --repeats=3]
+  python -m benchmarks.decoders [--long_side=500 --image_size=224 --images=60 --repeats=3]
 
 Each variant turns the bytes of a JPEG and a torchvision RandomResizedCrop box into the
 S x S uint8 crop (decode, then PIL bicubic crop+resize, as `augment.train_transform` does):
@@ -24,7 +24,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from livt_jax.bench import jpegs
+from benchmarks import jpegs
 from livt_jax.data import augment
 from livt_jax.data import decode
 

@@ -1,7 +1,7 @@
 r"""The prepared accelerator check: measure a GPU / TPU host, the plan's prediction beside it.
 
     bash launch/accelerator_check.sh                      # on the accelerator host, < 8 minutes
-    python -m livt_jax.accelerator_check --out=runs/accelerator_check.json [--tiny]
+    python -m benchmarks.accelerator_check --out=runs/accelerator_check.json [--tiny]
 
 In order, each in its own process (this one never starts a JAX backend: it would hold the
 accelerator's memory while the children need it):
@@ -9,7 +9,7 @@ accelerator's memory while the children need it):
   2. the deviceless AOT plan of configs/imagenet_lt.py's MGP and BFT for the same device and
      count (`--aot`, compiled on the host's CPUs while step 3 runs on the accelerator), at the
      per-device batches below;
-  3. `python -m livt_jax.benchmark` of ViT-B/16 MGP and BFT at 224 px in bfloat16 (images/s,
+  3. `python -m benchmarks.step` of ViT-B/16 MGP and BFT at 224 px in bfloat16 (images/s,
      MFU, peak device memory), the step alone;
   4. a 200-step BFT run of `livt_jax.main` with configs/imagenet_lt.py's shapes (ViT-B/16,
      224 px, RandAugment as `auto` picks) on a generated image folder (random JPEGs, 10
@@ -73,7 +73,7 @@ def devices(timeout: float) -> dict:
 
 def aot_target(kind: str, platform: str, count: int) -> str | None:
   """The --aot target of `count` devices of this kind, or None (CPU, an unknown chip)."""
-  from livt_jax import chips  # pylint: disable=g-import-not-at-top
+  from livt_jax.runtime import chips  # pylint: disable=g-import-not-at-top
   chip = chips.for_device_kind(kind)
   if chip is None or platform == 'cpu':
     return None
@@ -107,7 +107,7 @@ def start_plan(target: str, s: dict, count: int, json_path: str):
 def benchmark(stage: str, s: dict, count: int, precision: str, timeout: float) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'bench.json')
-    out = _child(['-m', 'livt_jax.benchmark', '--stages', stage, '--variant', s['variant'],
+    out = _child(['-m', 'benchmarks.step', '--stages', stage, '--variant', s['variant'],
                   '--patch', str(s['patch']), '--image_size', str(s['image_size']),
                   '--batch', str(s[f'{stage}_per_device'] * count), '--precision', precision,
                   '--num_classes', '1000', '--decoder_depth', str(s['decoder'][0]),
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   s = TINY if args.tiny else FULL
   t_start = time.perf_counter()
-  from livt_jax import gpu_flags  # pylint: disable=g-import-not-at-top
+  from livt_jax.runtime import gpu_flags  # pylint: disable=g-import-not-at-top
   gpu_flags.add_for_gpu_run()  # the benchmark and the run inherit the flags livt_jax.main sets
   result = {'mode': 'tiny' if args.tiny else 'full', 'sizes': s, 'config': CONFIG,
             'precision': args.precision, 'xla_flags': os.environ.get('XLA_FLAGS', ''),

@@ -1,6 +1,6 @@
 """Throughput of the training input pipeline (images/s), MGP vs BFT augmentations.
 
-  python -m livt_jax.data.benchmark [--batch_size=128 --num_batches=20 --read_threads=2 \
+  python -m benchmarks.pipeline [--batch_size=128 --num_batches=20 --read_threads=2 \
       --workers=0]
 
 Two inputs: Fashion-MNIST-LT at 28 px (in memory), and a generated image folder of photo-like
@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 
 from livt_jax import config_defaults
-from livt_jax.bench import jpegs
+from benchmarks import jpegs
 from livt_jax.data import pipeline
 from livt_jax.data import sources
 

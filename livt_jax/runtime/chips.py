@@ -1,7 +1,7 @@
 """Accelerator chips: peak bf16 FLOP/s and memory per chip, and FLOP accounting (MFU).
 
 Used by the AOT plan (`livt_jax/aot/`: does a config fit a TPU slice or GPU node, how long)
-and by every run (`train.py`, `benchmark.py`: TFLOP/s and MFU per device).
+and by every run (`engine/train.py`, `benchmarks/step.py`: TFLOP/s and MFU per device).
 
 Where the figures come from:
   * peak_tflops: dense bf16 peak per chip from the vendors' data sheets: Google Cloud TPU

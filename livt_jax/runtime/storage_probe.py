@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.parse
 
-from livt_jax import paths
+from livt_jax.runtime import paths
 
 TF_HOST = 'www.googleapis.com'  # TensorFlow's GCS JSON API host (built into TensorFlow)
 _CREDENTIALS_HINT = ('run `gcloud auth application-default login`, or set '

@@ -1,6 +1,6 @@
 """Input pipelines side by side, one run: ours (grain) vs a torch DataLoader (torchvision + timm).
 
-  .venv-bench/bin/python -m livt_jax.bench.loaders [--workers=1,2 --batch_size=128 \
+  .venv-bench/bin/python -m benchmarks.loaders [--workers=1,2 --batch_size=128 \
       --num_batches=8 --images=2048 --long_side=500 --image_size=224]
 
 Both read the same generated folder of photo-like JPEGs (ImageNet's sizes and file sizes) and
@@ -40,9 +40,9 @@ from typing import Callable, Iterator, Optional
 from absl import app
 from absl import flags
 
-from livt_jax.bench import hostinfo
-from livt_jax.bench import jpegs
-from livt_jax.bench import measure
+from benchmarks import hostinfo
+from benchmarks import jpegs
+from benchmarks import measure
 
 _WORKERS = flags.DEFINE_list('workers', ['1', '2'], 'Worker process counts to measure.')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per batch.')
@@ -210,7 +210,7 @@ MOVED_NAMES = {'normalise_erase': 'normalise/erase', 'randaugment': 'RandAugment
 def same_work(results: list[Result], costs: dict) -> list[dict]:
   """Our rows with the per-image step costs of what they moved added, against the torch row
   that does the same per image; costs: {stage: `step_costs.moved_costs` output}."""
-  from livt_jax.bench import step_costs  # pylint: disable=g-import-not-at-top
+  from benchmarks import step_costs  # pylint: disable=g-import-not-at-top
   by_key = {(r.pipeline, r.stage, r.workers): r for r in results}
   out = []
   for stage in dict.fromkeys(r.stage for r in results):
@@ -258,7 +258,7 @@ def format_same_work(rows: list[dict]) -> str:
 
 def measure_step_costs(root: str, stages: list[str], image_size: int, batch: int) -> dict:
   """{stage: step_costs.moved_costs} on one batch of ours (BFT with RandAugment draws)."""
-  from livt_jax.bench import step_costs  # pylint: disable=g-import-not-at-top
+  from benchmarks import step_costs  # pylint: disable=g-import-not-at-top
   costs = {}
   for stage in stages:
     batches, stop = livt_batches(root, stage, image_size, batch, workers=0,
@@ -272,7 +272,7 @@ def measure_step_costs(root: str, stages: list[str], image_size: int, batch: int
 def main(argv):
   del argv
   try:
-    from livt_jax.bench import loaders_torch  # pylint: disable=g-import-not-at-top
+    from benchmarks import loaders_torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     loaders_torch = None
     print(f'torch rows skipped: {e} (use the benchmark venv, requirements-benchmark.txt)')

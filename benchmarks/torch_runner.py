@@ -1,6 +1,6 @@
 """The PyTorch side: the same model, loss and AdamW step, timed in a child process.
 
-`TorchChild` starts `python -m livt_jax.benchmark ... --torch_child` with the allocator settings
+`TorchChild` starts `python -m benchmarks.step ... --torch_child` with the allocator settings
 it is given; `serve_torch_child` is that child's side. torch itself is imported only there.
 The precision each JAX precision is paired with is in `pairing`.
 """
@@ -15,13 +15,13 @@ import sys
 
 import numpy as np
 
-from livt_jax import host_malloc
-from livt_jax import losses
-from livt_jax.bench import measure
-from livt_jax.bench import pairing
-from livt_jax.bench import report
-from livt_jax.bench import torch_models
-from livt_jax.bench import workload
+from livt_jax.runtime import host_malloc
+from livt_jax.losses import balanced
+from benchmarks import measure
+from benchmarks import pairing
+from benchmarks import report
+from benchmarks import torch_models
+from benchmarks import workload
 from livt_jax.models import vit
 
 LAYER_DECAY_GROUPS = ('cls_token', 'pos_embed', 'patch_embed')
@@ -121,7 +121,7 @@ def build_torch_runner(stage_name: str, args, flops: float | None, precision: st
   images = torch.from_numpy(host['image'].transpose(0, 3, 1, 2).copy()).to(dev, dtype=dtype)
   labels = torch.from_numpy(host['label'].astype(np.int64)).to(dev)
   counts = workload.long_tail_counts(args.num_classes)
-  bias = torch.from_numpy(losses.bal_bce_bias(
+  bias = torch.from_numpy(balanced.bal_bce_bias(
       counts, config.bft.tau, config.bft.bias_form).astype(np.float32)).to(dev)
   smooth = config.bft.label_smoothing
   targets = F.one_hot(labels, args.num_classes).float() * (1 - smooth) + smooth / args.num_classes
@@ -137,7 +137,7 @@ def build_torch_runner(stage_name: str, args, flops: float | None, precision: st
       x, t = _mix(images, targets, rng_np)
       with autocast():
         logits = forward(x)
-      # Summed over classes, mean over the batch, as livt_jax.losses.sigmoid_bce.
+      # Summed over classes, mean over the batch, as livt_jax.losses.balanced.sigmoid_bce.
       loss = F.binary_cross_entropy_with_logits(logits.float() + bias, t,
                                                 reduction='sum') / x.shape[0]
     else:
@@ -196,7 +196,7 @@ class TorchChild:
 
   def __init__(self, argv: list[str], malloc: str = 'same'):
     self.malloc = malloc
-    cmd = [sys.executable, '-m', 'livt_jax.benchmark', *argv, '--torch_child']
+    cmd = [sys.executable, '-m', 'benchmarks.step', *argv, '--torch_child']
     self.env = child_environ(malloc, os.environ)
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                  env=self.env)

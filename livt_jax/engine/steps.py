@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from livt_jax import losses
-from livt_jax import losses_table7
-from livt_jax import train_state
+from livt_jax.losses import balanced
+from livt_jax.losses import table7
+from livt_jax.engine import train_state
 from livt_jax.data import mixup
 
 # loss_fn(params, batch, rng, step) -> (loss, aux); step defaults to 0 for one-off calls.
@@ -91,17 +91,17 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
   """
   bft = config.bft
   num_classes = len(class_counts)
-  criterion = losses.make_loss_fn(
+  criterion = balanced.make_loss_fn(
       bft.loss, class_counts=class_counts, tau=bft.tau, bias_form=bft.bias_form,
       test_prior=bft_test_prior(config, class_counts),
       **loss_options(config, class_counts))
-  want_features = bft.loss in losses.NEEDS_FEATURES
+  want_features = bft.loss in balanced.NEEDS_FEATURES
   use_mix = bft.mix_prob > 0 and (bft.mixup_alpha > 0 or bft.cutmix_alpha > 0)
 
   def loss_fn(params, batch, rng, step=0):
     drop_rng, mix_rng = jax.random.split(rng)
     images = batch['image']
-    targets = losses.one_hot(batch['label'], num_classes, bft.label_smoothing)
+    targets = balanced.one_hot(batch['label'], num_classes, bft.label_smoothing)
     if use_mix:
       images, targets = mixup.mixup_cutmix(
           mix_rng, images, targets, mixup_alpha=bft.mixup_alpha, cutmix_alpha=bft.cutmix_alpha,
@@ -120,39 +120,39 @@ def bft_loss_fn(model, config, class_counts) -> LossFn:
 
 def bft_test_prior(config, class_counts):
   """`bft.test_prior` as the losses take it (None for uniform)."""
-  return losses.test_prior_from_config(config.bft.get('test_prior', 'uniform'), class_counts)
+  return balanced.test_prior_from_config(config.bft.get('test_prior', 'uniform'), class_counts)
 
 
 def smoothing_note(config, class_counts) -> str | None:
   """The console warning when bft.label_smoothing inverts the balanced loss's raw logits."""
   bft = config.bft
-  return losses.smoothing_inversion_note(bft.loss, class_counts, bft.label_smoothing, bft.tau,
+  return balanced.smoothing_inversion_note(bft.loss, class_counts, bft.label_smoothing, bft.tau,
                                          bft.bias_form, bft_test_prior(config, class_counts))
 
 
 def initial_head_bias(config, class_counts):
   """The BFT head's starting bias (`bft.head_bias_init`), or None for the model's zeros.
 
-  'prior' is defined for the sigmoid losses (`losses.PRIOR_INIT_LOSSES`); any other loss starts
+  'prior' is defined for the sigmoid losses (`balanced.PRIOR_INIT_LOSSES`); any other loss starts
   from zeros, so a sweep over losses can keep one config.
   """
   bft = config.bft
   init = bft.get('head_bias_init', 'zero')
   if init not in ('zero', 'prior'):
     raise ValueError(f"bft.head_bias_init={init!r}: use 'zero' or 'prior'")
-  if init == 'zero' or bft.loss not in losses.PRIOR_INIT_LOSSES:
+  if init == 'zero' or bft.loss not in balanced.PRIOR_INIT_LOSSES:
     return None
-  return losses.prior_head_bias(
+  return balanced.prior_head_bias(
       bft.loss, class_counts, bft.tau, bft.bias_form,
       bft_test_prior(config, class_counts))
 
 
 def loss_options(config, class_counts) -> dict:
-  """The Table 7 hyper-parameters of config.bft for `losses.make_loss_fn`; epochs -> steps."""
+  """The Table 7 hyper-parameters of config.bft for `balanced.make_loss_fn`; epochs -> steps."""
   bft = config.bft
   # plan.stage_plan's rule (the remainder batch is dropped); never below 1 step.
   steps_per_epoch = max(1, int(sum(class_counts)) // bft.batch_size)
-  opts = {k: bft[k] for k in losses_table7.DEFAULTS if k in bft}
+  opts = {k: bft[k] for k in table7.DEFAULTS if k in bft}
   for name, key, default_fraction in (('drw_epoch', 'drw_start_step', 0.8),
                                       ('ib_epoch', 'ib_start_step', 0.5)):
     epoch = bft.get(name)

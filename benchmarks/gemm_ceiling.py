@@ -1,8 +1,8 @@
 """The matmul ceiling of this machine: GFLOP/s of the train step's GEMMs, XLA and PyTorch.
 
-  .venv-bench/bin/python -m livt_jax.bench.gemm_ceiling [--repeats=5]
+  .venv-bench/bin/python -m benchmarks.gemm_ceiling [--repeats=5]
 
-The benchmark's steps (`python -m livt_jax.benchmark`) are matmul-bound on a CPU, so no step can
+The benchmark's steps (`python -m benchmarks.step`) are matmul-bound on a CPU, so no step can
 beat (XLA-counted FLOPs per step) / (the fastest GEMM rate here). This times one fp32 GEMM of
 each shape that dominates the default workload (ViT-Ti encoder on 65 tokens x 128 images, MAE
 decoder 512 wide on the same tokens; forward and weight-gradient shapes) and a 2048^3 square,

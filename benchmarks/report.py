@@ -1,14 +1,14 @@
 """The benchmark's report: per-runner summary (images/s, memory, FLOPs, MFU) and the table."""
 import statistics
 
-from livt_jax import chips
-from livt_jax.bench import measure
-from livt_jax.bench import pairing
+from livt_jax.runtime import chips
+from benchmarks import measure
+from benchmarks import pairing
 
 
 def peak_tflops_for(device_kind: str) -> float | None:
   """Peak dense bf16 TFLOP/s of one chip of this `device.device_kind`, from the one table in
-  livt_jax/chips.py (TPU v4/v5e/v5p/v6e, A100/H100/H200); None where unknown (CPU)."""
+  livt_jax/runtime/chips.py (TPU v4/v5e/v5p/v6e, A100/H100/H200); None where unknown (CPU)."""
   chip = chips.for_device_kind(device_kind)
   return chip.peak_tflops if chip else None
 

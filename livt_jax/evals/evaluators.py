@@ -22,10 +22,10 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
-from livt_jax import evaluate
-from livt_jax import metrics as metrics_lib
-from livt_jax import paths
-from livt_jax import train_state
+from livt_jax.evals import evaluate
+from livt_jax.evals import metrics as metrics_lib
+from livt_jax.runtime import paths
+from livt_jax.engine import train_state
 from livt_jax.data import sources
 
 TYPES = ('classification',)

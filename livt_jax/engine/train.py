@@ -16,15 +16,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from livt_jax import checkpointing
-from livt_jax import chips
-from livt_jax import optim
-from livt_jax import paths
+from livt_jax.engine import checkpointing
+from livt_jax.runtime import chips
+from livt_jax.engine import optim
+from livt_jax.runtime import paths
 from livt_jax import plan as plan_lib
-from livt_jax import preemption
-from livt_jax import sharding
-from livt_jax import steps
-from livt_jax import train_state
+from livt_jax.runtime import preemption
+from livt_jax.engine import sharding
+from livt_jax.engine import steps
+from livt_jax.engine import train_state
 from livt_jax.data import device_augment
 from livt_jax.data import pipeline
 from livt_jax.data import prefetch

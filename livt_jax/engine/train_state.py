@@ -5,7 +5,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from livt_jax import optim
+from livt_jax.engine import optim
 
 
 @flax.struct.dataclass

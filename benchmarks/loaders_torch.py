@@ -1,4 +1,4 @@
-"""The torch side of `livt_jax.bench.loaders`: a DataLoader with torchvision + timm transforms.
+"""The torch side of `benchmarks.loaders`: a DataLoader with torchvision + timm transforms.
 
 Needs torch, torchvision and timm (the benchmark venv, requirements-benchmark.txt): importing
 this module without them raises ImportError, which the benchmark reports and skips.

@@ -1,6 +1,6 @@
 r"""Sweeps: one command for a grid of BFT settings x seeds, sharing MGP, with an aggregate report.
 
-  python -m livt_jax.sweep --config=configs/fashion_mnist_lt.py --workdir=runs/losses \
+  python -m livt_jax.tools.sweep --config=configs/fashion_mnist_lt.py --workdir=runs/losses \
       --sweep=bft.loss=ce,bal_ce,bce,bal_bce --seeds=0,1,2 -- --config.bft.epochs=8
 
 Each seed pretrains once (WORKDIR/seed_S/pretrain, `--config.stages=mgp`) and every grid point
@@ -25,7 +25,7 @@ import sys
 from absl import app
 from absl import flags
 
-from livt_jax import sweep_report
+from livt_jax.tools import sweep_report
 
 def _define_flags():
   """Defined when run as a program, not on import: the tests import this module next to other

@@ -5,9 +5,9 @@ import time
 import jax
 import numpy as np
 
-from livt_jax import eval_views
-from livt_jax import metrics as metrics_lib
-from livt_jax import sharding
+from livt_jax.evals import views as eval_views
+from livt_jax.evals import metrics as metrics_lib
+from livt_jax.engine import sharding
 from livt_jax.data import device_augment
 from livt_jax.data import pipeline
 
@@ -16,7 +16,7 @@ def predict_fn(model, mesh, params_sharding, preprocess=lambda b: b, views='one'
   """Jitted (params, batch) -> (logits, labels, mask), replicated on every process.
 
   `preprocess` normalises uint8 images on the device (`train.device_preprocess`); `views`
-  (`eval_views.VIEWS`) averages the raw logits over mirrored / shifted copies of each image,
+  (`views.VIEWS`) averages the raw logits over mirrored / shifted copies of each image,
   made from the images before preprocessing.
   """
   def predict(params, batch):

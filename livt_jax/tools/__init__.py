@@ -1,0 +1,1 @@
+"""Command-line tools around training runs: BFT sweeps (sweep) and their aggregates (sweep_report)."""
