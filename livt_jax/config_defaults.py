@@ -56,7 +56,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # BFT's position table is MGP's sin-cos table, bicubically resized when BFT runs at another
   # resolution (iNat18: 128 -> 224 px); 'fixed' keeps it constant, 'learned' trains it from there.
   c.model.posemb = 'fixed'
-  # Self-attention: 'ours' (float32 softmax, a hand-written backward: livt_jax/models/vit.py),
+  # Self-attention: 'ours' (float32 softmax, a hand-written backward: livt_jax/models/kernels.py),
   # 'xla' or 'cudnn' (jax.nn.dot_product_attention; cuDNN's fused kernel on NVIDIA GPUs only).
   c.model.attention = 'ours'
   c.model.decoder_depth = 8
