@@ -47,3 +47,19 @@ def test_an_unknown_attention_is_a_clear_error():
   with pytest.raises(ValueError, match="model.attention='flash' is not known"):
     jax.eval_shape(lambda: _nano('cls', attention='flash').init(
         {'params': jax.random.key(0)}, x, train=False))
+
+
+def test_split_heads_layout_and_its_gradient_are_exact():
+  """q, k, v as NumPy lays them out; the gradient (a concatenation) puts each back in place."""
+  from livt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  b, t, heads, hd = 2, 5, 3, 4
+  qkv = np.random.default_rng(3).normal(size=(b, t, 3 * heads * hd)).astype(np.float32)
+  want = qkv.astype(np.float64).reshape(b, t, 3, heads, hd).transpose(2, 0, 3, 1, 4)
+  got = vit.split_heads(jnp.asarray(qkv), heads)
+  for i in range(3):
+    np.testing.assert_array_equal(np.asarray(got[i]), want[i].astype(np.float32))
+  w = [np.random.default_rng(4 + i).normal(size=want[i].shape) for i in range(3)]
+  grad = jax.grad(lambda a: sum(jnp.sum(x * wi) for x, wi in zip(vit.split_heads(a, heads), w)))(
+      jnp.asarray(qkv))
+  grad_want = np.stack(w).transpose(1, 3, 0, 2, 4).reshape(b, t, -1)  # the inverse layout
+  np.testing.assert_allclose(np.asarray(grad), grad_want, rtol=1e-6, atol=1e-6)

@@ -161,6 +161,21 @@ class PatchEmbed(nn.Module):
     return y + bias.astype(self.dtype)
 
 
+def split_heads(qkv: jax.Array, num_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The fused qkv projection [B, T, 3 * D] -> q, k, v, each [B, heads, T, head_dim].
+
+  One transpose to [3, B, heads, T, head_dim], so the attention matmuls batch over leading
+  dimensions. `jnp.split` (not indexing) because its gradient is one concatenation: indexing's
+  is a zero-padded [3, ...] copy per operand, summed (XLA counts ~10% more bytes accessed per
+  ViT-Ti / MAE train step that way; docs/performance.md).
+  """
+  b, t, d3 = qkv.shape
+  hd = d3 // (3 * num_heads)
+  qkv = qkv.reshape(b, t, 3, num_heads, hd).transpose(2, 0, 3, 1, 4)
+  q, k, v = (x[0] for x in jnp.split(qkv, 3, axis=0))
+  return q, k, v
+
+
 class Attention(nn.Module):
   """Multi-head self-attention with a fused qkv projection.
 
@@ -187,10 +202,8 @@ class Attention(nn.Module):
       out = kernels.library_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], self.attention)
       return dense(d, ('heads', 'embed'), self.dtype, 'proj', bf16_matmul=self.bf16_matmul)(
           out.reshape(b, t, d))
-    # One transpose to [3, B, heads, T, head_dim]: the attention matmuls then batch over
-    # leading dimensions (no further copies), and q is scaled inside the same pass.
-    qkv = qkv.reshape(b, t, 3, self.num_heads, hd).transpose(2, 0, 3, 1, 4)
-    out = kernels.dot_product_attention(qkv[0] * jnp.asarray(hd ** -0.5, qkv.dtype), qkv[1], qkv[2])
+    q, k, v = split_heads(qkv, self.num_heads)
+    out = kernels.dot_product_attention(q * jnp.asarray(hd ** -0.5, q.dtype), k, v)
     out = out.transpose(0, 2, 1, 3).reshape(b, t, d)
     return dense(d, ('heads', 'embed'), self.dtype, 'proj', bf16_matmul=self.bf16_matmul)(out)
 
