@@ -328,6 +328,8 @@ def main(argv):
         'settings': settings, 'rounds': [dataclasses.asdict(r) for r in results],
         'results': [dataclasses.asdict(r) for r in best], 'step_costs': costs,
         'same_work': pairs})
+    # The committed results' folder may not exist yet (a first result, a fresh checkout).
+    os.makedirs(os.path.dirname(_JSON.value) or '.', exist_ok=True)
     with open(_JSON.value, 'w') as f:
       json.dump(record, f, indent=2)
 
