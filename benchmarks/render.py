@@ -17,7 +17,7 @@ import os
 import re
 import sys
 
-ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
+ROOT = os.path.join(os.path.dirname(__file__), '..')
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 DOCS = os.path.join(ROOT, 'docs', 'benchmarks.md')
 README_TABLE = os.path.join(ROOT, 'docs', 'benchmarks_readme_table.md')
