@@ -5,15 +5,14 @@
   python -m benchmarks.install_table --check   # exit 1 if it differs from what the JSON gives
 
 check_install.sh writes one tab-separated line per install path (label, seconds, venv bytes)
-and calls `--record` to turn them into a JSON with the host, the load, the commit and the
-command. Standard library only: it runs under whichever python3 made the venvs.
+and calls `--record` to turn them into a JSON with the host, the load, the commit, the size of
+pip's cache when it started (a warm cache skips downloads) and the command. Standard library only: it runs under whichever python3 made the venvs.
 """
 import argparse
 import datetime
 import glob
 import json
 import os
-import subprocess
 import sys
 
 from benchmarks import hostinfo
@@ -22,17 +21,6 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'install')
 DOCS = os.path.join(ROOT, 'docs', 'install.md')
 BEGIN, END = '<!-- generated: install -->\n', '\n<!-- end: install -->'
-
-
-def _commit() -> str | None:
-  try:
-    out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--', '.', ':!benchmarks/results'],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    return out + ('+dirty' if dirty else '')
-  except (OSError, subprocess.CalledProcessError):
-    return None
 
 
 def parse_lines(text: str) -> list[dict]:
@@ -45,12 +33,13 @@ def parse_lines(text: str) -> list[dict]:
   return out
 
 
-def record(results: list[dict], command: str, load_before: list[float]) -> dict:
+def record(results: list[dict], command: str, load_before: list[float], commit: str,
+           pip_cache_bytes: int) -> dict:
   return {
       'kind': 'install', 'command': command,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-      'commit': _commit(), 'host': hostinfo.host(), 'load_before': load_before,
-      'load_after': hostinfo.load(), 'results': results,
+      'commit': commit, 'pip_cache_bytes_at_start': pip_cache_bytes, 'host': hostinfo.host(),
+      'load_before': load_before, 'load_after': hostinfo.load(), 'results': results,
   }
 
 
@@ -60,16 +49,17 @@ def _gb(n: int) -> str:
 
 def table(results_dir: str = RESULTS) -> str:
   """One row per install path of every record, oldest file first."""
-  lines = ['| path | time | venv size | host | load 1-min before / after | file |',
-           '|---|---|---|---|---|---|']
+  lines = ['| path | time | venv size | pip cache at start | host | load 1-min before / after '
+           '| file |', '|---|---|---|---|---|---|---|']
   for path in sorted(glob.glob(os.path.join(results_dir, '*.json'))):
     with open(path) as f:
       rec = json.load(f)
     host = f"{rec['host']['cpu_model']}, {rec['host']['usable_cpus']} CPUs"
     load = f"{rec['load_before'][0]:.1f} / {rec['load_after'][0]:.1f}"
+    cache = _gb(rec['pip_cache_bytes_at_start'])
     for r in rec['results']:
-      lines.append(f"| `{r['path']}` | {r['seconds']} s | {_gb(r['venv_bytes'])} | {host} | "
-                   f'{load} | {os.path.basename(path)} |')
+      lines.append(f"| `{r['path']}` | {r['seconds']} s | {_gb(r['venv_bytes'])} | {cache} | "
+                   f'{host} | {load} | {os.path.basename(path)} |')
   if len(lines) == 2:
     return '_No result committed yet under benchmarks/results/install/._'
   return '\n'.join(lines)
@@ -88,6 +78,8 @@ def main(argv=None) -> int:
   p.add_argument('--json', help='where --record writes the result')
   p.add_argument('--command', default='', help='the command that made the TSV (recorded)')
   p.add_argument('--load_before', default='', help='comma-separated load averages at start')
+  p.add_argument('--commit', default='', help='the checkout\'s commit at start (+dirty)')
+  p.add_argument('--pip_cache_bytes', type=int, default=0, help='pip\'s cache at start')
   p.add_argument('--results', default=RESULTS)
   p.add_argument('--docs', default=DOCS)
   p.add_argument('--check', action='store_true', help='only compare; exit 1 if stale')
@@ -100,7 +92,8 @@ def main(argv=None) -> int:
     load_before = [float(x) for x in args.load_before.split(',') if x]
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, 'w') as f:
-      json.dump(record(results, args.command, load_before), f, indent=1)
+      json.dump(record(results, args.command, load_before, args.commit, args.pip_cache_bytes), f,
+                indent=1)
       f.write('\n')
     print(f'wrote {args.json}')
     return 0

@@ -24,6 +24,12 @@ if [ "${1:-}" = --json ]; then
   shift 2
 fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)
+# What the figures depend on, taken before anything is installed: the code, and how much pip
+# already has in its cache (a warm cache skips the downloads).
+commit=$(git rev-parse HEAD)
+[ -z "$(git status --porcelain -- . ':!benchmarks/results')" ] || commit="$commit+dirty"
+pip_cache=$("$PY" -m pip cache dir 2>/dev/null || echo "$HOME/.cache/pip")
+pip_cache_bytes=$( (du -sb "$pip_cache" 2>/dev/null || echo 0) | cut -f1)
 paths=("$@")
 [ ${#paths[@]} -gt 0 ] || paths=(setup editable torch)
 scratch=$(mktemp -d)
@@ -78,5 +84,6 @@ for path in "${paths[@]}"; do
 done
 if [ -n "$json" ]; then
   "$PY" -m benchmarks.install_table --record "$scratch/results.tsv" --json "$json" \
-    --command "$command" --load_before "$load_before"
+    --command "$command" --load_before "$load_before" --commit "$commit" \
+    --pip_cache_bytes "$pip_cache_bytes"
 fi
