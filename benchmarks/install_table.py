@@ -44,7 +44,9 @@ def record(results: list[dict], command: str, load_before: list[float], commit: 
 
 
 def _gb(n: int) -> str:
-  return f'{n / 1e9:.1f} GB' if n >= 1e8 else f'{n / 1e6:.0f} MB'
+  if n >= 1e8:
+    return f'{n / 1e9:.1f} GB'
+  return f'{n / 1e6:.0f} MB' if n >= 1e6 else f'{n / 1e3:.0f} kB'
 
 
 def table(results_dir: str = RESULTS) -> str:
