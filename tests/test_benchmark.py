@@ -112,3 +112,16 @@ def test_benchmark_script_times_both_stages(tmp_path):
   # targets (mean of squares 15/16), uncorrelated: about 1 + 15/16.
   assert 1.4 < by_stage['mgp']['final_loss'] < 2.6
   assert 'jax/torch' not in r.stdout  # no PyTorch side unless --vs_torch
+
+
+def test_the_old_command_runs_the_moved_benchmark():
+  """`python -m livt_jax.benchmark` (the command in the committed results) runs benchmarks.step;
+  outside a clone it says where the benchmarks are."""
+  r = subprocess.run([sys.executable, '-m', 'livt_jax.benchmark', '--help'], cwd=ROOT,
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0 and '--vs_torch' in r.stdout, r.stderr
+  code = ('import sys; sys.modules["benchmarks"] = None; '
+          'from livt_jax import benchmark; benchmark.main()')
+  r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                     timeout=120)
+  assert r.returncode == 1 and 'python -m benchmarks.step' in r.stderr, r.stderr

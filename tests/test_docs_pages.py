@@ -110,3 +110,24 @@ def test_the_link_check_sees_links_and_anchors():
     links = LINK.findall(f.read())
   assert '../README.md' in links and 'architecture.md' in links
   assert not any('scale_out_notes' in t for page in PAGES for t in relative_links(page))
+
+
+MODULE_COMMAND = re.compile(r'python3? -m ((?:livt_jax|benchmarks)(?:\.\w+)*)')
+
+
+def test_every_module_a_page_runs_exists():
+  """Every `python -m` of a livt_jax or benchmarks module in README, docs, launchers and
+  docstrings names a module of the tree (a regroup cannot leave a command behind)."""
+  sources = PAGES + glob.glob(os.path.join(ROOT, 'launch', '*')) + glob.glob(
+      os.path.join(ROOT, '**', '*.py'), recursive=True)
+  missing = []
+  for path in sources:
+    if '.venv' in path or not os.path.isfile(path):
+      continue
+    with open(path, errors='replace') as f:
+      text = f.read()
+    for module in set(MODULE_COMMAND.findall(text)):
+      base = os.path.join(ROOT, *module.split('.'))
+      if not (os.path.isfile(base + '.py') or os.path.isfile(os.path.join(base, '__main__.py'))):
+        missing.append(f'{os.path.relpath(path, ROOT)}: python -m {module}')
+  assert not missing, missing

@@ -12,7 +12,7 @@ ROOT = os.path.join(os.path.dirname(__file__), '..')
 # the start, in the same process, so the 'before' line shows up twice and 'after' once.
 PROBE = ('import os; show = lambda at: print(at, os.getpid(), repr(os.environ.get("GLIBC_TUNABLES")),'
          ' flush=True); show("before"); '
-         'from livt_jax import host_malloc; host_malloc.reexec_if_useful(); show("after")')
+         'from livt_jax.runtime import host_malloc; host_malloc.reexec_if_useful(); show("after")')
 glibc_linux = pytest.mark.skipif(
     host_malloc.tuned_environ({'JAX_PLATFORMS': 'cpu'}) is None,
     reason='glibc malloc tunables exist only on Linux with glibc')

@@ -83,6 +83,8 @@ def test_wheel_holds_every_module_of_the_package_and_nothing_else(wheel):
   modules = {os.path.relpath(p, ROOT) for p in glob.glob(f'{ROOT}/livt_jax/**/*.py',
                                                          recursive=True)}
   assert {n for n in names if n.endswith('.py')} == modules
+  specs = {os.path.relpath(p, ROOT) for p in glob.glob(f'{ROOT}/livt_jax/aot/specs/*.txtpb')}
+  assert specs and specs <= names, 'the GPU plans need their XLA target configs in the wheel'
   for folder in {os.path.dirname(m) for m in modules}:
     assert f'{folder}/__init__.py' in names, f'{folder} is not a package'
   assert '[console_scripts]\nlivt-jax = livt_jax.main:main' in _dist_info(wheel, 'entry_points.txt')
