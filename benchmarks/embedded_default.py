@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks import generated
 from benchmarks import hostinfo
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
@@ -26,7 +27,6 @@ RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'embedded_default')
 README = os.path.join(ROOT, 'README.md')
 CONFIG = 'configs/fashion_mnist_lt.py'
 METRICS = ('top1', 'many', 'medium', 'few', 'ece', 'mce')
-BEGIN, END = '<!-- generated: embedded_default -->\n', '\n<!-- end: embedded_default -->'
 
 
 def _git(*args) -> str:
@@ -99,13 +99,6 @@ def table(results: str = RESULTS) -> str:
   return '\n'.join(lines)
 
 
-def fill(page: str, text: str) -> str:
-  start, end = page.find(BEGIN), page.find(END)
-  if start < 0 or end < start:
-    raise ValueError(f'no {BEGIN.strip()} ... {END.strip()} markers')
-  return page[:start + len(BEGIN)] + text + page[end:]
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--seeds', default='', help='comma-separated seeds to run')
@@ -124,18 +117,8 @@ def main(argv=None) -> int:
       f.write('\n')
     print(f'wrote {path}: top-1 {_pct(rec["result"]["top1"])} in {rec["wall_s"]:.0f} s')
   if args.render:
-    with open(args.readme) as f:
-      page = f.read()
-    new = fill(page, table(args.results))
-    if args.check:
-      if new != page:
-        print(f'{args.readme}: the embedded default table differs from {args.results}: run '
-              'python -m benchmarks.embedded_default --render', file=sys.stderr)
-      return int(new != page)
-    if new != page:
-      with open(args.readme, 'w') as f:
-        f.write(new)
-      print(f'rewrote {args.readme}')
+    return generated.update(args.readme, 'embedded_default', table(args.results), args.check,
+                            'python -m benchmarks.embedded_default --render')
   return 0
 
 

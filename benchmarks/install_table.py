@@ -15,12 +15,12 @@ import json
 import os
 import sys
 
+from benchmarks import generated
 from benchmarks import hostinfo
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'install')
 DOCS = os.path.join(ROOT, 'docs', 'install.md')
-BEGIN, END = '<!-- generated: install -->\n', '\n<!-- end: install -->'
 
 
 def parse_lines(text: str) -> list[dict]:
@@ -67,13 +67,6 @@ def table(results_dir: str = RESULTS) -> str:
   return '\n'.join(lines)
 
 
-def fill(page: str, text: str) -> str:
-  start, end = page.find(BEGIN), page.find(END)
-  if start < 0 or end < start:
-    raise ValueError(f'{DOCS} has no {BEGIN.strip()} ... {END.strip()} markers')
-  return page[:start + len(BEGIN)] + text + page[end:]
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--record', metavar='TSV', help='check_install.sh\'s lines: write --json')
@@ -99,19 +92,8 @@ def main(argv=None) -> int:
       f.write('\n')
     print(f'wrote {args.json}')
     return 0
-  with open(args.docs) as f:
-    page = f.read()
-  new = fill(page, table(args.results))
-  if args.check:
-    if new != page:
-      print(f'{args.docs}: the install table differs from benchmarks/results/install/: run '
-            'python -m benchmarks.install_table', file=sys.stderr)
-    return int(new != page)
-  if new != page:
-    with open(args.docs, 'w') as f:
-      f.write(new)
-    print(f'rewrote {args.docs}')
-  return 0
+  return generated.update(args.docs, 'install', table(args.results), args.check,
+                          'python -m benchmarks.install_table')
 
 
 if __name__ == '__main__':
