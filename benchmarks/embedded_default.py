@@ -11,7 +11,6 @@ commands, the wall time, the host, load, commit and versions; README's table bet
 `<!-- generated: embedded_default -->` markers is made from those files.
 """
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ import time
 
 from benchmarks import generated
 from benchmarks import hostinfo
+from benchmarks import render
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'embedded_default')
@@ -72,10 +72,7 @@ def _pct(x: float) -> str:
 
 def table(results: str = RESULTS) -> str:
   """README's block: one row per seed, the mean top-1, the one-view top-1 and each wall time."""
-  records = []
-  for path in glob.glob(os.path.join(results, 'seed*.json')):
-    with open(path) as f:
-      records.append(json.load(f))
+  records = [rec for _, rec in render.load(results)]
   if not records:
     return '_No result committed yet under benchmarks/results/embedded_default/._'
   records.sort(key=lambda r: r['seed'])

@@ -10,13 +10,13 @@ pip's cache when it started (a warm cache skips downloads) and the command. Stan
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import sys
 
 from benchmarks import generated
 from benchmarks import hostinfo
+from benchmarks import render
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'install')
@@ -53,15 +53,13 @@ def table(results_dir: str = RESULTS) -> str:
   """One row per install path of every record, oldest file first."""
   lines = ['| path | time | venv size | pip cache at start | host | load 1-min before / after '
            '| file |', '|---|---|---|---|---|---|---|']
-  for path in sorted(glob.glob(os.path.join(results_dir, '*.json'))):
-    with open(path) as f:
-      rec = json.load(f)
+  for name, rec in render.load(results_dir):
     host = f"{rec['host']['cpu_model']}, {rec['host']['usable_cpus']} CPUs"
     load = f"{rec['load_before'][0]:.1f} / {rec['load_after'][0]:.1f}"
     cache = _gb(rec['pip_cache_bytes_at_start'])
     for r in rec['results']:
       lines.append(f"| `{r['path']}` | {r['seconds']} s | {_gb(r['venv_bytes'])} | {cache} | "
-                   f'{host} | {load} | {os.path.basename(path)} |')
+                   f'{host} | {load} | {name} |')
   if len(lines) == 2:
     return '_No result committed yet under benchmarks/results/install/._'
   return '\n'.join(lines)

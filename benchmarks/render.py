@@ -14,8 +14,9 @@ import argparse
 import glob
 import json
 import os
-import re
 import sys
+
+from benchmarks import generated as markers
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')  # benchmarks/ sits at the repository root
 RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
@@ -126,15 +127,11 @@ def tables(results: str = RESULTS) -> dict:
           'readme': readme_table(steps, loader_records)}
 
 
-def fill(doc: str, generated: dict) -> str:
+def fill(doc: str, tables_by_name: dict) -> str:
   """`doc` with the text between each `<!-- generated: NAME -->` and `<!-- end: NAME -->`
-  replaced by generated[NAME]."""
-  for name, text in generated.items():
-    pattern = re.compile(rf'(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)', re.S)
-    if not pattern.search(doc):
-      raise ValueError(f'the docs have no <!-- generated: {name} --> ... <!-- end: {name} --> '
-                       'markers: add them where the table goes')
-    doc = pattern.sub(lambda m, t=text: m.group(1) + t + m.group(2), doc)
+  replaced by tables_by_name[NAME]."""
+  for name, text in tables_by_name.items():
+    doc = markers.fill(doc, name, text)
   return doc
 
 
