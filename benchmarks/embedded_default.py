@@ -29,11 +29,6 @@ CONFIG = 'configs/fashion_mnist_lt.py'
 METRICS = ('top1', 'many', 'medium', 'few', 'ece', 'mce')
 
 
-def _git(*args) -> str:
-  return subprocess.run(['git', *args], cwd=ROOT, capture_output=True, text=True,
-                        check=True).stdout.strip()
-
-
 def _metrics(report_json: str) -> dict:
   with open(report_json) as f:
     report = json.load(f)
@@ -47,9 +42,7 @@ def run_seed(seed: int, workdir: str, python: str = sys.executable) -> dict:
   one_view = [python, '-m', 'livt_jax.main', f'--config={CONFIG}', f'--workdir={workdir}/one',
               f'--config.seed={seed}', '--config.stages=evaluate', '--config.evaluate.views=one',
               f'--config.evaluate.checkpoint={workdir}/run/bft/checkpoints']
-  commit = _git('rev-parse', 'HEAD')
-  if _git('status', '--porcelain', '--', '.', ':!benchmarks/results'):
-    commit += '+dirty'
+  commit = hostinfo.source_commit(ROOT)
   load_before = hostinfo.load()
   start = time.monotonic()
   subprocess.run(train, cwd=ROOT, check=True)

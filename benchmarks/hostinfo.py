@@ -7,6 +7,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 
 # The flags that decide a CPU step's speed here (bf16 dots, wide vectors); all flags are kept
@@ -72,3 +73,19 @@ def record(kind: str, load_before: list[float], figures: dict) -> dict:
       'host': host(), 'load_before': load_before, 'load_after': load(),
       **figures,
   }
+
+
+def source_commit(tree: str, ignore: tuple = ('benchmarks/results',)) -> str | None:
+  """The git commit of the source tree at `tree`, with '+dirty' when a tracked file under it
+  (other than `ignore`d paths: result files written by the run itself) differs; None outside
+  a git checkout."""
+  def git(*args):
+    return subprocess.run(['git', *args], cwd=tree, capture_output=True, text=True,
+                          check=True).stdout.strip()
+  try:
+    commit = git('rev-parse', 'HEAD')
+    changed = git('status', '--porcelain', '--untracked-files=no', '--', '.',
+                  *(f':!{p}' for p in ignore))
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return commit + ('+dirty' if changed else '')

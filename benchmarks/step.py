@@ -85,6 +85,9 @@ def parse_args(argv=None):
   p.add_argument('--gelu', default='erf', choices=('erf', 'tanh'),
                  help='tanh: approximate GELU in both frameworks (changes numerics)')
   p.add_argument('--remat', action='store_true')
+  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help='JAX side only: a config override, e.g. model.attention=xla (repeatable; '
+                      'the value read as a Python literal, else as a string)')
   p.add_argument('--cpu_devices', type=int, default=0,
                  help='CPU-only hosts: split the CPU into this many JAX devices, the step data '
                       'parallel over them (config.cpu_devices; a device count in XLA_FLAGS '

@@ -1,4 +1,6 @@
 """What is timed, the same in both frameworks: the config, the synthetic batch, the class counts."""
+import ast
+
 import numpy as np
 
 from livt_jax import config_defaults
@@ -30,6 +32,20 @@ def make_config(args):
   c.precision = args.precision
   c.remat = args.remat
   c.grad_accum_steps = 1
+  for pair in getattr(args, 'set', None) or ():
+    key, sep, text = pair.partition('=')
+    if not sep:
+      raise ValueError(f'--set {pair!r}: write KEY=VALUE, e.g. model.attention=xla')
+    node = c
+    for part in key.split('.'):
+      if not hasattr(node, 'keys') or part not in node:
+        raise ValueError(f'--set {pair!r}: the config has no field {key!r}')
+      node = node[part]
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    c.update_from_flattened_dict({key: value})
   return c
 
 
