@@ -13,6 +13,9 @@ faster); the tool prints and records their median and range, nothing is divided 
         --json benchmarks/results/ab/split_heads_bft.json
     python -m benchmarks.ab --b_env XLA_FLAGS=--xla_cpu_use_thunk_runtime=false --stage mgp
 
+A change kept as a patch (`git diff > x.patch`) is re-checked with `--b rev:HEAD --b_patch
+x.patch`: benchmarks/results/ab/ keeps such patches next to their results.
+
 The JSON has the host, load, command, each side's commit (or '+dirty'), compile time, FLOPs
 XLA counts, peak RSS and every step time.
 """
@@ -42,9 +45,12 @@ def parse_args(argv=None):
     p.add_argument(f'--{side}_env', action='append', default=[], metavar='KEY=VALUE',
                    help='environment for this side only (repeatable)')
     p.add_argument(f'--{side}_args', default='', help='benchmarks.step arguments for this side')
+    p.add_argument(f'--{side}_patch', default=None,
+                   help='a patch (git diff) applied to this side\'s exported revision (with rev:)')
   p.add_argument('--stage', default='bft', choices=('mgp', 'bft'))
   p.add_argument('--rounds', type=int, default=6, help='timed rounds per side')
   p.add_argument('--steps', type=int, default=5, help='steps per round')
+  p.add_argument('--label', default='', help='what B changes, for the JSON and the docs table')
   p.add_argument('--json', default=None, help='also write the results here')
   args, common = p.parse_known_args(argv)
   if args.rounds < 1 or args.steps < 1:
@@ -52,8 +58,11 @@ def parse_args(argv=None):
   return args, common
 
 
-def export_source(spec: str, tmp: str) -> tuple[str, str | None]:
-  """(directory, commit) of a side's source: a directory as is, or `rev:REF` exported."""
+def export_source(spec: str, tmp: str, patch: str | None = None) -> tuple[str, str | None]:
+  """(directory, commit) of a side's source: a directory as is, or `rev:REF` exported (and
+  `patch` applied to it: the commit then reads 'REF+patch NAME')."""
+  if patch and not spec.startswith('rev:'):
+    raise SystemExit(f'a patch applies to an exported revision: write rev:GIT_REF, not {spec!r}')
   if not spec.startswith('rev:'):
     path = os.path.abspath(spec)
     if not os.path.isdir(os.path.join(path, 'livt_jax')):
@@ -68,9 +77,15 @@ def export_source(spec: str, tmp: str) -> tuple[str, str | None]:
                          check=True).stdout
   except (OSError, subprocess.CalledProcessError) as e:
     raise SystemExit(f'cannot export {spec!r} from the git checkout at {ROOT}: {e}') from e
-  dest = os.path.join(tmp, commit[:12])
+  dest = tempfile.mkdtemp(prefix=commit[:12] + '_', dir=tmp)
   with tarfile.open(fileobj=io.BytesIO(tar)) as t:
     t.extractall(dest, filter='data')
+  if patch:
+    applied = subprocess.run(['git', 'apply', os.path.abspath(patch)], cwd=dest,
+                             capture_output=True, text=True)
+    if applied.returncode:
+      raise SystemExit(f'{patch} does not apply to {commit}: {applied.stderr.strip()}')
+    commit += f'+patch {os.path.basename(patch)}'
   return dest, commit
 
 
@@ -158,7 +173,7 @@ def main(argv=None):
   with tempfile.TemporaryDirectory(prefix='livt_ab_') as tmp:
     sides = []
     for name in ('a', 'b'):
-      source, commit = export_source(getattr(args, name), tmp)
+      source, commit = export_source(getattr(args, name), tmp, getattr(args, f'{name}_patch'))
       step_argv = step_common + shlex.split(getattr(args, f'{name}_args'))
       sides.append(Side(name, source, commit, getattr(args, f'{name}_env'), step_argv))
     try:
@@ -169,7 +184,7 @@ def main(argv=None):
       for side in sides:
         side.close()
   out = summarise(*sides, batch)
-  out.update(stage=args.stage, rounds=args.rounds, steps=args.steps, batch=batch,
+  out.update(label=args.label, stage=args.stage, rounds=args.rounds, steps=args.steps, batch=batch,
              common_args=common)
   print(format_summary(out))
   if args.json:

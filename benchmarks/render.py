@@ -34,7 +34,7 @@ def load(folder: str) -> list[tuple[str, dict]]:
   return out
 
 
-def _host(record: dict) -> str:
+def host_label(record: dict) -> str:
   h = record['host']
   flags = '+'.join(h.get('cpu_key_flags', [])) or 'no listed flags'
   return f"{h['cpu_model']} ({flags}), {h.get('usable_cpus')} CPUs"
@@ -66,7 +66,7 @@ def step_table(records: list[tuple[str, dict]], same_work_only: bool = False) ->
       lines.append(
           f"| {x['stage']} | {model} | {x['jax_precision']} | {x['torch']} "
           f"{_describe(x['torch_precision'])} | {x['pairing']} | {jax_row['images_per_s']:.1f} | "
-          f"{torch_row['images_per_s']:.1f} | {x['ratio']:.2f}x | {compile_s} | {_host(rec)} | "
+          f"{torch_row['images_per_s']:.1f} | {x['ratio']:.2f}x | {compile_s} | {host_label(rec)} | "
           f'{_load(rec)} | {name} |')
   return '\n'.join(lines) if len(lines) > 2 else NONE_YET.format('step')
 
@@ -89,7 +89,7 @@ def loader_table(records: list[tuple[str, dict]]) -> str:
           f"| {r['stage']} | {r['workers']} | {loaders.same_work_label(r)} | {r['torch']} | "
           f"{_rate(r['ours_images_per_s'], r['ours_images_per_cpu_s'])} | "
           f"{_rate(r['torch_images_per_s'], r['torch_images_per_cpu_s'])} | "
-          f"{r['ratio_wall']:.2f}x | {per_cpu} | {_host(rec)} | {name} |")
+          f"{r['ratio_wall']:.2f}x | {per_cpu} | {host_label(rec)} | {name} |")
   return '\n'.join(lines) if len(lines) > 2 else NONE_YET.format('loader')
 
 

@@ -54,3 +54,16 @@ def test_bad_sides_and_overrides_fail_with_a_clear_message(tmp_path):
   config = workload.make_config(step.parse_args(['--set', 'bft.drop_path=0.25',
                                                  '--set', 'model.attention=xla']))
   assert config.bft.drop_path == 0.25 and config.model.attention == 'xla'
+
+
+def test_a_patch_applies_to_an_exported_revision_only(tmp_path):
+  patch = tmp_path / 'new_file.patch'
+  patch.write_text('diff --git a/AB_PATCHED b/AB_PATCHED\nnew file mode 100644\n--- /dev/null\n'
+                   '+++ b/AB_PATCHED\n@@ -0,0 +1 @@\n+patched\n')
+  source, commit = ab.export_source('rev:HEAD', str(tmp_path), str(patch))
+  assert (tmp_path / source / 'AB_PATCHED').read_text() == 'patched\n'
+  assert commit.endswith('+patch new_file.patch')
+  with pytest.raises(SystemExit, match='exported revision'):
+    ab.export_source('.', str(tmp_path), str(patch))
+  with pytest.raises(SystemExit, match='does not apply'):
+    ab.export_source('rev:HEAD', str(tmp_path), str(patch.with_name('missing.patch')))
