@@ -21,10 +21,16 @@ def _precision(side: dict) -> str:
   return args[args.index('--precision') + 1] if '--precision' in args else 'float32'
 
 
+def _bytes(a: dict, b: dict) -> str:
+  if a.get('bytes_accessed') is None or b.get('bytes_accessed') is None:
+    return '-'
+  return f"{a['bytes_accessed'] / 1e9:.2f} -> {b['bytes_accessed'] / 1e9:.2f}"
+
+
 def table(folder: str = RESULTS) -> str:
   """One row per A/B record: the change, the stage, both sides' img/s, B over A."""
   head = ('| change (B against A) | stage, precision | rounds x steps | A img/s | B img/s | '
-          'B over A: median (range) | others | file |')
+          'B over A: median (range) | XLA GB accessed A -> B | others | file |')
   lines = [head, '|' + '---|' * head.count(' | ') + '---|']
   for name, rec in render.load(folder):
     a, b = rec['sides']['a'], rec['sides']['b']
@@ -33,7 +39,7 @@ def table(folder: str = RESULTS) -> str:
     lines.append(
         f"| {rec['label'] or '(no label)'} | {rec['stage'].upper()}, {_precision(b)} | "
         f"{rec['rounds']} x {rec['steps']} | {a['images_per_s']:.1f} | {b['images_per_s']:.1f} | "
-        f"{rec['speedup_b_over_a']:.3f}x ({lo:.2f}-{hi:.2f}) | "
+        f"{rec['speedup_b_over_a']:.3f}x ({lo:.2f}-{hi:.2f}) | {_bytes(a, b)} | "
         f"{'-' if not others else f'{100 * max(others):.0f}%'} | {name} |")
   if len(lines) == 2:
     return '_No result committed yet under benchmarks/results/ab/._'

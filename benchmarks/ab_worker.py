@@ -36,6 +36,7 @@ def main() -> None:
   runner = jax_runner.build_jax_runner(stage, args, mesh)
   import livt_jax  # pylint: disable=g-import-not-at-top
   _send({'compile_s': runner.compile_s, 'flops': runner.flops, 'peak_rss': runner.peak_rss,
+         'bytes_accessed': getattr(runner, 'bytes_accessed', None),
          'xla_temp': runner.xla_temp, 'impl': runner.impl, 'source_file': livt_jax.__file__})
   for line in sys.stdin:
     n = int(json.loads(line)['steps'])

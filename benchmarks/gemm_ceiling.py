@@ -1,6 +1,7 @@
 """The matmul ceiling of this machine: GFLOP/s of the train step's GEMMs, XLA and PyTorch.
 
-  .venv-bench/bin/python -m benchmarks.gemm_ceiling [--repeats=5]
+  .venv-bench/bin/python -m benchmarks.gemm_ceiling [--repeats=5] [--json benchmarks/results/gemm/NAME.json]
+  python -m benchmarks.gemm_ceiling --render [--check]   # docs/performance.md's table from the JSON
 
 The benchmark's steps (`python -m benchmarks.step`) are matmul-bound on a CPU, so no step can
 beat (XLA-counted FLOPs per step) / (the fastest GEMM rate here). This times one fp32 GEMM of
@@ -10,11 +11,22 @@ with XLA (`jnp.dot` under jit) and, where importable, PyTorch (`torch.mm`), best
 bf16 inputs with float32 accumulation are timed too, for reference: the CPU step runs float32.
 """
 import argparse
+import json
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from benchmarks import generated
+from benchmarks import hostinfo
+from benchmarks import render
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'gemm')
+DOCS = os.path.join(ROOT, 'docs', 'performance.md')
 
 # (name, M, K, N): [M, K] @ [K, N].
 SHAPES = (
@@ -52,34 +64,78 @@ def _torch(a, b, dtype_name):
   return lambda: torch.mm(x, y)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--repeats', type=int, default=5)
-  args = p.parse_args()
+def measure_rates(repeats: int) -> dict:
+  """{'columns': [...], 'rows': [{'name', 'm', 'k', 'n', 'gflops': {column: rate}}]}."""
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
     have_torch = True
   except ImportError:
     have_torch = False
   cols = ['XLA f32', 'XLA bf16'] + (['torch f32', 'torch bf16'] if have_torch else [])
-  print(f'GFLOP/s, best of {args.repeats} (jax {jax.__version__}, '
-        f'{jax.devices()[0].device_kind}' + (f', torch {torch.__version__})' if have_torch else ')'))
-  print('| GEMM [M,K]x[K,N] | ' + ' | '.join(cols) + ' |')
-  print('|---|' + '---|' * len(cols))
   rng = np.random.default_rng(0)
-  best = dict.fromkeys(cols, 0.0)
+  rows = []
   for name, m, k, n in SHAPES:
     a = rng.standard_normal((m, k), np.float32)
     b = rng.standard_normal((k, n), np.float32)
     runs = [_xla(a, b, jnp.float32), _xla(a, b, jnp.bfloat16)]
     if have_torch:
       runs += [_torch(a, b, 'float32'), _torch(a, b, 'bfloat16')]
-    rates = [2 * m * k * n / _best_seconds(r, args.repeats) / 1e9 for r in runs]
-    for c, r in zip(cols, rates):
-      best[c] = max(best[c], r)
-    print(f'| {name} [{m},{k}]x[{k},{n}] | ' + ' | '.join(f'{r:.0f}' for r in rates) + ' |')
-  print('fastest: ' + ', '.join(f'{c} {v:.0f}' for c, v in best.items()) + ' GFLOP/s')
+    rates = [2 * m * k * n / _best_seconds(r, repeats) / 1e9 for r in runs]
+    rows.append({'name': name, 'm': m, 'k': k, 'n': n, 'gflops': dict(zip(cols, rates))})
+  return {'columns': cols, 'rows': rows, 'repeats': repeats, 'jax': jax.__version__,
+          'device_kind': jax.devices()[0].device_kind}
+
+
+def table(rec: dict) -> str:
+  """The GFLOP/s table of one record, with torch's over XLA's rate per precision."""
+  cols = rec['columns']
+  ratio_cols = [p for p in ('f32', 'bf16') if f'torch {p}' in cols]
+  head = ('| GEMM [M,K]x[K,N] | ' + ' | '.join(cols)
+          + ''.join(f' | XLA / torch {p}' for p in ratio_cols) + ' |')
+  lines = [head, '|' + '---|' * (head.count(' | ') + 1)]
+  for r in rec['rows']:
+    g = r['gflops']
+    ratios = ''.join(f" | {g[f'XLA {p}'] / g[f'torch {p}']:.2f}x" for p in ratio_cols)
+    lines.append(f"| {r['name']} [{r['m']},{r['k']}]x[{r['k']},{r['n']}] | "
+                 + ' | '.join(f'{g[c]:.0f}' for c in cols) + ratios + ' |')
+  return '\n'.join(lines)
+
+
+def docs_table(folder: str = RESULTS) -> str:
+  records = render.load(folder)
+  if not records:
+    return '_No result committed yet under benchmarks/results/gemm/._'
+  parts = []
+  for name, rec in records:
+    parts += [table(rec), '',
+              f"GFLOP/s, best of {rec['repeats']}; {render.host_label(rec)}, load before "
+              f"{rec['load_before'][0]:.2f}; jax {rec['jax']}, torch "
+              f"{rec['host'].get('versions', {}).get('torch', '-')}; {name}.", '']
+  return '\n'.join(parts).rstrip()
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--repeats', type=int, default=5)
+  p.add_argument('--json', default=None, help='also write the rates here, with host and load')
+  p.add_argument('--render', action='store_true',
+                 help="write docs/performance.md's table from benchmarks/results/gemm/")
+  p.add_argument('--check', action='store_true', help='with --render: exit 1 if it is stale')
+  args = p.parse_args(argv)
+  if args.render:
+    return generated.update(DOCS, 'gemm', docs_table(), args.check,
+                            'python -m benchmarks.gemm_ceiling --render')
+  load_before = hostinfo.load()
+  rec = measure_rates(args.repeats)
+  print(table(rec))
+  for col in rec['columns']:
+    print(f"fastest {col}: {max(r['gflops'][col] for r in rec['rows']):.0f} GFLOP/s")
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, 'w') as f:
+      json.dump(hostinfo.record('gemm', load_before, rec), f, indent=2)
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

@@ -21,6 +21,16 @@ def _xla_temp_bytes(compiled) -> int | None:
     return None
 
 
+def _xla_bytes_accessed(compiled) -> float | None:
+  """Bytes XLA's cost analysis counts as read and written by one step (all its ops)."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost['bytes accessed'])
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
 def build_jax_runner(stage_name: str, args, mesh) -> measure.Runner:
   """Builds, compiles and warms up the engine's train step for one stage."""
   config = workload.make_config(args)
@@ -61,6 +71,7 @@ def build_jax_runner(stage_name: str, args, mesh) -> measure.Runner:
   runner = measure.Runner(stage_name, 'jax', run, compile_s=compile_s, rss_before=rss_before,
                           xla_temp=_xla_temp_bytes(compiled),
                           flops=chips.compiled_flops(compiled),
+                          bytes_accessed=_xla_bytes_accessed(compiled),
                           loss=lambda: float(holder['metrics']['loss']),
                           impl=f'livt_jax ({config.precision}, gelu {args.gelu})')
   # The warm-up steps ran the same executable: the peak is reached already.

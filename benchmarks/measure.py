@@ -98,6 +98,7 @@ class Runner:
   device_peak: int | None = None
   xla_temp: int | None = None
   flops: float | None = None
+  bytes_accessed: float | None = None  # XLA's cost analysis, one step
   loss: Callable[[], float] | None = None
   impl: str = ''
   first_step_s: float | None = None  # wall time of the first call (torch.compile compiles then)

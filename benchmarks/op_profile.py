@@ -2,6 +2,7 @@
 
     python -m benchmarks.op_profile --stage bft --precision float32
     python -m benchmarks.op_profile --stage bft --precision float32 --framework torch
+    python -m benchmarks.op_profile ... --json benchmarks/results/profile/NAME.json
 
 JAX: the benchmark's step (`benchmarks.jax_runner`, the engine's own step) runs under a
 `jax.profiler` trace with the optimised HLO dumped; every executed thunk (one fusion, one
@@ -21,11 +22,13 @@ Needs an idle machine like the other benchmarks; the shares move less than the t
 import argparse
 import collections
 import glob
+import json
 import os
 import re
 import sys
 import tempfile
 
+from benchmarks import hostinfo
 from benchmarks import measure
 
 # An HLO instruction of the entry computation: name, shape, opcode, and the computation it calls.
@@ -131,7 +134,7 @@ def profile_jax(args) -> str:
     per_kind[kind] += t
     old = per_shape.get((kind, shape), (0.0, 0))
     per_shape[(kind, shape)] = (old[0] + t, old[1] + 1)
-  return table(per_kind, per_shape, steps, args.top, 'XLA:CPU thunk time')
+  return per_kind, per_shape, steps, 'XLA:CPU thunk time'
 
 
 def profile_torch(args) -> str:
@@ -146,7 +149,7 @@ def profile_torch(args) -> str:
     runner.run(args.steps)
   per_op = {e.key: e.self_cpu_time_total / 1e3 for e in prof.key_averages()}
   per_op = {k: v for k, v in per_op.items() if v > 0}
-  return table(per_op, {}, args.steps, args.top, f'torch self CPU time ({precision})')
+  return per_op, {}, args.steps, f'torch self CPU time ({precision})'
 
 
 def main(argv=None):
@@ -158,11 +161,26 @@ def main(argv=None):
   p.add_argument('--batch', type=int, default=128)
   p.add_argument('--steps', type=int, default=2, help='profiled steps (JAX: at most 5)')
   p.add_argument('--top', type=int, default=25, help='rows of the per-shape table')
+  p.add_argument('--json', default=None,
+                 help='also write ms per step by kind (and by kind and shape) here, with the host '
+                      'and load (benchmarks/results/profile/ holds the committed ones)')
   args = p.parse_args(argv)
   cpus = measure.usable_cpus()
-  print(f'{args.framework} {args.stage} {args.precision}, {cpus} CPUs, load {os.getloadavg()}')
-  print(profile_jax(args) if args.framework == 'jax' else profile_torch(args))
-  print(f'load after {os.getloadavg()}')
+  load_before = hostinfo.load()
+  print(f'{args.framework} {args.stage} {args.precision}, {cpus} CPUs, load {load_before}')
+  profile = profile_jax if args.framework == 'jax' else profile_torch
+  per_kind, per_shape, steps, unit = profile(args)
+  print(table(per_kind, per_shape, steps, args.top, unit))
+  print(f'load after {hostinfo.load()}')
+  if args.json:
+    figures = {'framework': args.framework, 'stage': args.stage, 'precision': args.precision,
+               'variant': args.variant, 'batch': args.batch, 'steps': steps, 'unit': unit,
+               'ms_per_step': {k: v / steps for k, v in per_kind.items()},
+               'by_shape': [{'kind': k, 'shape': shape, 'ops': n, 'ms_per_step': ms / steps}
+                            for (k, shape), (ms, n) in sorted(per_shape.items(),
+                                                              key=lambda kv: -kv[1][0])]}
+    with open(args.json, 'w') as f:
+      json.dump(hostinfo.record('op_profile', load_before, figures), f, indent=2)
 
 
 if __name__ == '__main__':
