@@ -28,11 +28,12 @@ def _bytes(a: dict, b: dict) -> str:
 
 
 def table(folder: str = RESULTS) -> str:
-  """One row per A/B record: the change, the stage, both sides' img/s, B over A."""
+  """One row per A/B record, in the order they ran: the change, the stage, both sides' img/s,
+  B over A."""
   head = ('| change (B against A) | stage, precision | rounds x steps | A img/s | B img/s | '
           'B over A: median (range) | XLA GB accessed A -> B | others | file |')
   lines = [head, '|' + '---|' * head.count(' | ') + '---|']
-  for name, rec in render.load(folder):
+  for name, rec in sorted(render.load(folder), key=lambda nr: nr[1].get('date', '')):
     a, b = rec['sides']['a'], rec['sides']['b']
     lo, hi = rec['speedup_range']
     others = [x for x in rec['others_load'] if x is not None]

@@ -18,9 +18,9 @@ def _bf16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 def bf16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   """x [..., K] @ w [K, N] with both operands rounded to bfloat16, accumulated in float32.
 
-  What a TPU does for a float32 matmul at default precision. On CPUs with AVX512-BF16 XLA's bf16
-  GEMMs run at 1.5-2.1x its float32 rate for 7 of the 8 shapes of the GEMM table in
-  docs/performance.md (0.8x for the eighth). The gradient is written out so that its two GEMMs run
+  What a TPU does for a float32 matmul at default precision. On a CPU with AVX512-BF16 XLA's bf16
+  GEMMs ran at 1.6-2.0x its float32 rate at each of the 8 shapes of the GEMM table in
+  docs/performance.md (benchmarks/results/gemm/). The gradient is written out so that its two GEMMs run
   in bf16 too (the cotangent rounded likewise; autodiff of the casts would run them in float32) and
   the backward pass keeps the bf16 operands, half the bytes.
   """

@@ -167,7 +167,7 @@ def split_heads(qkv: jax.Array, num_heads: int) -> tuple[jax.Array, jax.Array, j
   One transpose to [3, B, heads, T, head_dim], so the attention matmuls batch over leading
   dimensions. `jnp.split` (not indexing) because its gradient is one concatenation: indexing's
   is a zero-padded [3, ...] copy per operand, summed (XLA counts ~10% more bytes accessed per
-  ViT-Ti / MAE train step that way; docs/performance.md).
+  ViT-Ti train step that way: benchmarks/results/ab/qkv_split_bft_float32.json).
   """
   b, t, d3 = qkv.shape
   hd = d3 // (3 * num_heads)
