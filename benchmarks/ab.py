@@ -11,7 +11,7 @@ faster); the tool prints and records their median and range, nothing is divided 
 
     python -m benchmarks.ab --a rev:HEAD --b . --stage bft --rounds 8 --steps 5 \\
         --json benchmarks/results/ab/split_heads_bft.json
-    python -m benchmarks.ab --b_env XLA_FLAGS=--xla_cpu_use_thunk_runtime=false --stage mgp
+    python -m benchmarks.ab --b_env XLA_FLAGS=--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY
 
 A change kept as a patch (`git diff > x.patch`) is re-checked with `--b rev:HEAD --b_patch
 x.patch`: benchmarks/results/ab/ keeps such patches next to their results.
@@ -94,14 +94,14 @@ class Side:
 
   def __init__(self, name, source, commit, env_pairs, step_argv):
     self.name, self.source, self.commit, self.step_argv = name, source, commit, step_argv
-    env = dict(os.environ)
-    env['PYTHONPATH'] = source + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    self.env = {}  # this side's own variables, recorded in the JSON
     for pair in env_pairs:
       key, sep, value = pair.partition('=')
       if not sep:
         raise SystemExit(f'--{name}_env {pair!r}: write KEY=VALUE')
-      env[key] = value
-    self.env = {k: env[k] for k in (kv.partition('=')[0] for kv in env_pairs)}
+      self.env[key] = value
+    env = {**os.environ, **self.env}
+    env['PYTHONPATH'] = source + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     self.proc = subprocess.Popen([sys.executable, WORKER, json.dumps(step_argv)], cwd=source,
                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  text=True)

@@ -11,9 +11,8 @@ import sys
 from benchmarks import generated
 from benchmarks import render
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'ab')
-DOCS = os.path.join(ROOT, 'docs', 'performance.md')
+RESULTS = os.path.join(render.RESULTS, 'ab')
+DOCS = os.path.join(render.ROOT, 'docs', 'performance.md')
 
 
 def _precision(side: dict) -> str:
@@ -33,7 +32,8 @@ def table(folder: str = RESULTS) -> str:
   head = ('| change (B against A) | stage, precision | rounds x steps | A img/s | B img/s | '
           'B over A: median (range) | XLA GB accessed A -> B | others | file |')
   lines = [head, '|' + '---|' * head.count(' | ') + '---|']
-  for name, rec in sorted(render.load(folder), key=lambda nr: nr[1].get('date', '')):
+  records = sorted(render.load(folder), key=lambda nr: nr[1].get('date', ''))
+  for name, rec in records:
     a, b = rec['sides']['a'], rec['sides']['b']
     lo, hi = rec['speedup_range']
     others = [x for x in rec['others_load'] if x is not None]
@@ -43,8 +43,8 @@ def table(folder: str = RESULTS) -> str:
         f"{rec['speedup_b_over_a']:.3f}x ({lo:.2f}-{hi:.2f}) | {_bytes(a, b)} | "
         f"{'-' if not others else f'{100 * max(others):.0f}%'} | {name} |")
   if len(lines) == 2:
-    return '_No result committed yet under benchmarks/results/ab/._'
-  hosts = sorted({render.host_label(rec) for _, rec in render.load(folder)})
+    return render.NONE_YET.format('ab')
+  hosts = sorted({render.host_label(rec) for _, rec in records})
   lines.append('')
   lines.append(f"Host: {'; '.join(hosts)}. 'others': the largest share of all CPUs other "
                'processes used in a round. Commands, commits and every step time are in the files.')

@@ -24,9 +24,8 @@ from benchmarks import generated
 from benchmarks import hostinfo
 from benchmarks import render
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'gemm')
-DOCS = os.path.join(ROOT, 'docs', 'performance.md')
+RESULTS = os.path.join(render.RESULTS, 'gemm')
+DOCS = os.path.join(render.ROOT, 'docs', 'performance.md')
 
 # (name, M, K, N): [M, K] @ [K, N].
 SHAPES = (
@@ -87,7 +86,7 @@ def measure_rates(repeats: int) -> dict:
 
 
 def table(rec: dict) -> str:
-  """The GFLOP/s table of one record, with torch's over XLA's rate per precision."""
+  """The GFLOP/s table of one record, with XLA's rate over torch's per precision."""
   cols = rec['columns']
   ratio_cols = [p for p in ('f32', 'bf16') if f'torch {p}' in cols]
   head = ('| GEMM [M,K]x[K,N] | ' + ' | '.join(cols)
@@ -104,7 +103,7 @@ def table(rec: dict) -> str:
 def docs_table(folder: str = RESULTS) -> str:
   records = render.load(folder)
   if not records:
-    return '_No result committed yet under benchmarks/results/gemm/._'
+    return render.NONE_YET.format('gemm')
   parts = []
   for name, rec in records:
     parts += [table(rec), '',

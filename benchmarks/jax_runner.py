@@ -23,12 +23,8 @@ def _xla_temp_bytes(compiled) -> int | None:
 
 def _xla_bytes_accessed(compiled) -> float | None:
   """Bytes XLA's cost analysis counts as read and written by one step (all its ops)."""
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost['bytes accessed'])
-  except Exception:  # pylint: disable=broad-except
-    return None
+  cost = chips.compiled_cost(compiled)
+  return float(cost['bytes accessed']) if cost and 'bytes accessed' in cost else None
 
 
 def build_jax_runner(stage_name: str, args, mesh) -> measure.Runner:

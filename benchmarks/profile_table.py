@@ -11,9 +11,8 @@ import sys
 from benchmarks import generated
 from benchmarks import render
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-RESULTS = os.path.join(ROOT, 'benchmarks', 'results', 'profile')
-DOCS = os.path.join(ROOT, 'docs', 'performance.md')
+RESULTS = os.path.join(render.RESULTS, 'profile')
+DOCS = os.path.join(render.ROOT, 'docs', 'performance.md')
 TOP = 6
 
 
@@ -35,7 +34,7 @@ def table(folder: str = RESULTS) -> str:
                  f"{rec['unit']} | {sum(ms.values()):.0f} | {shares(ms)} | "
                  f"{rec['load_before'][0]:.2f} | {name} |")
   if not records:
-    return '_No result committed yet under benchmarks/results/profile/._'
+    return render.NONE_YET.format('profile')
   hosts = sorted({render.host_label(rec) for _, rec in records})
   lines += ['', f"Host: {'; '.join(hosts)}. Per (kind, output shape) times are in the files."]
   return '\n'.join(lines)

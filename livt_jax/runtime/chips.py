@@ -82,6 +82,18 @@ def peak_flops_per_device(device, override_tflops: float | None = None) -> float
   return chip.peak_flops if chip else None
 
 
+def compiled_cost(compiled) -> dict | None:
+  """XLA's cost analysis of a compiled executable ('flops', 'bytes accessed', ...); None if
+  unknown."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else None
+  return cost or None
+
+
 def compiled_flops(compiled, loop_trips: int = 1) -> float | None:
   """FLOPs XLA counts for one call of a compiled executable, per device; None if unknown.
 
@@ -91,12 +103,7 @@ def compiled_flops(compiled, loop_trips: int = 1) -> float | None:
   loop (the optimizer update, ~tens of FLOPs per parameter) is then over-counted, which is
   <0.1% of a ViT-B step but ~5-15% of the tests' 2-block toy model.
   """
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
-    cost = cost[0] if cost else None
+  cost = compiled_cost(compiled)
   if not cost or not cost.get('flops'):
     return None
   return float(cost['flops']) * loop_trips
